@@ -1,0 +1,69 @@
+"""
+Attention from first principles: small pure functions, one step each.
+
+The plain (non-fused) attention path of the model is built from these, so the
+step-by-step version taught in the handouts is the one that actually runs.
+Shapes use B = batch, nh = heads, Tq/Tk = query/key length, d = feature size.
+"""
+import math
+
+import torch
+
+
+def split_heads(x, n_heads):
+    """(B, T, d) -> (B, nh, T, d // nh): each head gets a contiguous slice of features."""
+    B, T, d = x.shape
+    return x.view(B, T, n_heads, d // n_heads).transpose(1, 2)
+
+
+def merge_heads(x):
+    """(B, nh, T, hs) -> (B, T, nh * hs), the inverse of split_heads."""
+    B, nh, T, hs = x.shape
+    return x.transpose(1, 2).contiguous().view(B, T, nh * hs)
+
+
+def pairwise_similarities(Q, K):
+    """Dot product of every query with every key: (..., Tq, d), (..., Tk, d) -> (..., Tq, Tk)."""
+    return Q @ K.transpose(-2, -1)
+
+
+def attn_scaled(scores, head_dim):
+    """Divide by sqrt(head_dim) so the softmax does not saturate as head_dim grows."""
+    return scores * (1.0 / math.sqrt(head_dim))
+
+
+def make_causal_mask(Tq, Tk, offset=0, device=None):
+    """(Tq, Tk) bool, True where query i may see key j, i.e. j <= i + offset.
+
+    offset is how many keys precede the first query (cached keys when decoding);
+    it is 0 for full self-attention and for the perceiver's cross-attention.
+    """
+    return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+def apply_causal_mask(scores, mask):
+    """Hide masked-out keys from the softmax: scores (..., Tq, Tk), mask (Tq, Tk) bool."""
+    return scores.masked_fill(~mask, float("-inf"))
+
+
+def attn_softmax(scores):
+    """Normalise over keys: (..., Tq, Tk) -> attention weights summing to 1 along Tk."""
+    return torch.softmax(scores, dim=-1)
+
+
+def compute_outputs(weights, V):
+    """Weighted sum of values: (..., Tq, Tk), (..., Tk, dv) -> (..., Tq, dv)."""
+    return weights @ V
+
+
+def self_attention(Q, K, V, n_heads, causal):
+    """Multi-head scaled dot-product attention on projected inputs.
+
+    Q (B, Tq, d), K and V (B, Tk, d) -> (B, Tq, d). No projections and no
+    dropout: this is the bare mechanism, compared against PyTorch in the tests.
+    """
+    q, k, v = (split_heads(t, n_heads) for t in (Q, K, V))  # (B, nh, T, hs)
+    scores = attn_scaled(pairwise_similarities(q, k), q.size(-1))  # (B, nh, Tq, Tk)
+    if causal:
+        scores = apply_causal_mask(scores, make_causal_mask(q.size(-2), k.size(-2), device=q.device))
+    return merge_heads(compute_outputs(attn_softmax(scores), v))

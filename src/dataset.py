@@ -1,0 +1,178 @@
+"""
+Datasets of the assignment, character level:
+
+CharCorruptionDataset  span-corruption pretraining examples from a corpus, one document a line
+NameDataset            "question<TAB>answer" finetuning examples; the loss sees only the answer
+
+Both yield (x, y) LongTensors of length block_size-1 with y = x shifted by one.
+`python src/dataset.py charcorruption|namedata` prints a few decoded examples.
+"""
+import argparse
+import os
+import random
+
+import torch
+from torch.utils.data import Dataset
+
+from utils import UserError, read_lines, read_text
+
+PAD_CHAR = "\u25A1"  # "□", id 0: padding, ignored by the loss
+MASK_CHAR = "\u2047"  # "⁇", id 1: marks the masked span and the end of an answer
+
+
+def build_vocab(corpus):
+    """(stoi, itos): PAD = 0, MASK = 1, then the sorted distinct characters of corpus."""
+    for char, name in ((PAD_CHAR, "PAD"), (MASK_CHAR, "MASK")):
+        if char in corpus:
+            line = corpus[:corpus.index(char)].count("\n") + 1
+            raise UserError(f"the pretraining corpus contains the reserved {name} character "
+                            f"{char!r} (U+{ord(char):04X}) at line {line}; remove it")
+    itos = [PAD_CHAR, MASK_CHAR] + sorted(set(corpus))
+    return {ch: i for i, ch in enumerate(itos)}, itos
+
+
+def truncation_range(block_size):
+    """(shortest, longest) truncated document length: [4, int(block_size*7/8)], capped so
+    that the document and its two masks fit in a block."""
+    longest = min(int(block_size * 7 / 8), block_size - 2)
+    return min(4, longest), longest
+
+
+def masked_length_range(doc_len):
+    """(low, high) of the uniform masked span length: mean doc_len/4, at least 1."""
+    return 1, max(1, doc_len // 2 - 1)
+
+
+class CharCorruptionDataset(Dataset):
+    """Span corruption: `prefix ⁇ suffix ⁇ masked_content □□□`, learned left to right.
+
+    data: the corpus, one document per non-empty line. Item idx -> (x, y), two
+    LongTensors of length block_size-1.
+    """
+
+    def __init__(self, data, block_size):
+        self.MASK_CHAR, self.PAD_CHAR = MASK_CHAR, PAD_CHAR
+        self.stoi, self.itos = build_vocab(data)
+        self.vocab_size = len(self.itos)
+        self.block_size = block_size
+        self.data = [doc for doc in data.split("\n") if doc]
+        if not self.data:
+            raise UserError("the pretraining corpus is empty")
+        if block_size < 6:
+            raise UserError(f"block_size {block_size} is too small for span corruption (at least 6)")
+
+    def __len__(self):
+        return len(self.data)
+
+    def corrupt(self, document, rng=random):
+        """The corrupted string s (length block_size) for one document."""
+        shortest, longest = truncation_range(self.block_size)
+        document = document[:rng.randint(shortest, longest)]
+        n = len(document)
+        masked_len = rng.randint(*masked_length_range(n)) if n > 1 else n
+        prefix_len = rng.randint(0, n - masked_len)
+        prefix = document[:prefix_len]
+        masked_content = document[prefix_len:prefix_len + masked_len]
+        suffix = document[prefix_len + masked_len:]
+        s = prefix + MASK_CHAR + suffix + MASK_CHAR + masked_content
+        return s + PAD_CHAR * (self.block_size - len(s))
+
+    def __getitem__(self, idx):
+        s = self.corrupt(self.data[idx])
+        ids = torch.tensor([self.stoi[c] for c in s], dtype=torch.long)
+        return ids[:-1], ids[1:]
+
+
+def parse_qa_lines(lines, source, stoi=None, block_size=None):
+    """[(question, answer)] from 'question<TAB>answer' lines, each checked; errors name the line."""
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            problem = "has no tab between question and answer" if len(fields) == 1 else \
+                f"has {len(fields)} tab-separated fields, expected 2 (question<TAB>answer)"
+            raise UserError(f"{source} line {number} {problem}: {line[:60]!r}")
+        question, answer = fields[0], fields[1].strip()
+        if stoi is not None:
+            unknown = sorted(set(question + answer) - set(stoi))
+            if unknown:
+                raise UserError(f"{source} line {number} has characters that are not in the pretraining "
+                                f"corpus vocabulary: {''.join(unknown)!r}")
+        if block_size is not None and len(question) + len(answer) + 2 > block_size:
+            raise UserError(f"{source} line {number} is too long: question + answer + 2 masks is "
+                            f"{len(question) + len(answer) + 2} characters, the block size is {block_size}")
+        pairs.append((question, answer))
+    if not pairs:
+        raise UserError(f"{source} has no question<TAB>answer lines")
+    return pairs
+
+
+class NameDataset(Dataset):
+    """Birthplace finetuning: x = `question ⁇ answer ⁇ □□□`[:-1], y = the same shifted,
+    with PAD over the question so the loss is on the answer only.
+
+    Shares the vocabulary and block size of the pretraining dataset.
+    """
+
+    def __init__(self, pretraining_dataset, data, source="finetuning data"):
+        self.MASK_CHAR, self.PAD_CHAR = MASK_CHAR, PAD_CHAR
+        self.itos = pretraining_dataset.itos
+        self.stoi = pretraining_dataset.stoi
+        self.vocab_size = len(self.itos)
+        self.block_size = pretraining_dataset.block_size
+        lines = [line for line in data.split("\n") if line.strip()]
+        self.data = parse_qa_lines(lines, source, self.stoi, self.block_size)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, idx):
+        question, answer = self.data[idx]
+        full = question + MASK_CHAR + answer + MASK_CHAR
+        full = full + PAD_CHAR * (self.block_size - len(full))
+        x = full[:-1]
+        y = PAD_CHAR * (len(question) - 1) + full[len(question):]
+        return (torch.tensor([self.stoi[c] for c in x], dtype=torch.long),
+                torch.tensor([self.stoi[c] for c in y], dtype=torch.long))
+
+
+def find_data_file(name):
+    """The first of name, data/name, data/synthetic/name that exists (repo root or cwd)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (".", "data", os.path.join("data", "synthetic"), repo, os.path.join(repo, "data"),
+                   os.path.join(repo, "data", "synthetic")):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise UserError(f"{name} not found in ., data/ or data/synthetic/ (see data/README.md for the real "
+                    f"files, or run `python data/make_synthetic_corpus.py` for the synthetic corpus)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Print a few decoded examples of a dataset.")
+    parser.add_argument("dataset_type", choices=["namedata", "charcorruption"])
+    parser.add_argument("--corpus_path", default=None, help="pretraining corpus (default: wiki.txt)")
+    parser.add_argument("--finetune_corpus_path", default=None,
+                        help="question<TAB>answer file for namedata (default: birth_places_train.tsv)")
+    parser.add_argument("--block_size", type=int, default=128)
+    parser.add_argument("--examples", type=int, default=4)
+    args = parser.parse_args()
+    corpus_path = args.corpus_path or find_data_file("wiki.txt")
+    corruption = CharCorruptionDataset(read_text(corpus_path, "pretraining corpus"), args.block_size)
+    if args.dataset_type == "namedata":
+        path = args.finetune_corpus_path or find_data_file("birth_places_train.tsv")
+        dataset = NameDataset(corruption, read_text(path, "finetuning corpus"), source=path)
+    else:
+        dataset = corruption
+    print(f"{args.dataset_type}: {len(dataset)} examples, vocabulary of {dataset.vocab_size}")
+    for idx in range(min(args.examples, len(dataset))):
+        x, y = dataset[idx]
+        print("x:", "".join(dataset.itos[int(i)] for i in x))
+        print("y:", "".join(dataset.itos[int(i)] for i in y))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        raise SystemExit(f"error: {e}")

@@ -1,0 +1,86 @@
+"""
+Answering questions: greedy decoding of up to 32 characters after `question ⁇`.
+The prediction is the decoded text up to the next ⁇.
+
+predict_places() decodes many questions at once: questions of equal length share a
+batch (so positions line up without padding), with a KV cache where the model has
+one, stopping as soon as every answer in the batch is complete. `batched=False` is
+the course's decoder: one question at a time through utils.sample, no cache.
+"""
+from collections import defaultdict
+
+import torch
+from tqdm import tqdm
+
+from dataset import MASK_CHAR
+from utils import sample
+
+MAX_ANSWER_CHARS = 32
+
+
+def encode_question(question, stoi):
+    """Token ids of `question ⁇`, dropping characters outside the vocabulary; also
+    returns the dropped characters."""
+    unknown = sorted(set(question) - set(stoi))
+    ids = [stoi[c] for c in question + MASK_CHAR if c in stoi]
+    return ids, unknown
+
+
+def answer_from_ids(generated, itos):
+    """Decoded text of the generated ids up to the first ⁇."""
+    return "".join(itos[int(i)] for i in generated).split(MASK_CHAR)[0]
+
+
+@torch.no_grad()
+def greedy_batch(model, prompts, steps, mask_id):
+    """prompts (B, T) -> generated ids (B, <= steps), stopping once every row has produced
+    mask_id. Uses the model's KV cache when it has one and the whole answer fits."""
+    use_cache = model.supports_kv_cache and prompts.size(1) + steps - 1 <= model.max_len
+    cache = [{} for _ in model.blocks] if use_cache else None
+    x = step_input = prompts  # x: everything so far; step_input: what the cache has not seen
+    generated = []
+    done = torch.zeros(prompts.size(0), dtype=torch.bool, device=prompts.device)
+    for _ in range(steps):
+        if use_cache:
+            logits, _ = model(step_input, kv_cache=cache)
+        else:
+            logits, _ = model(x[:, -model.max_len:])
+        next_id = logits[:, -1].argmax(dim=-1)  # (B,)
+        generated.append(next_id)
+        done |= next_id == mask_id
+        if bool(done.all()):
+            break
+        step_input = next_id[:, None]  # (B, 1)
+        if not use_cache:
+            x = torch.cat((x, step_input), dim=1)
+    return torch.stack(generated, dim=1)
+
+
+def predict_places(model, questions, stoi, itos, device, batched=True, batch_size=256, progress=True):
+    """One predicted answer per question string."""
+    model.eval()
+    encoded = [encode_question(q, stoi)[0] for q in questions]
+    mask_id = stoi[MASK_CHAR]
+    answers = [None] * len(questions)
+    bar = tqdm(total=len(questions), desc="evaluate", disable=not progress, mininterval=1)
+    if not batched:
+        for i, ids in enumerate(encoded):
+            x = torch.tensor(ids, dtype=torch.long, device=device)[None]
+            out = sample(model, x, MAX_ANSWER_CHARS, sample=False)[0]
+            answers[i] = answer_from_ids(out[len(ids):], itos)
+            bar.update(1)
+        bar.close()
+        return answers
+    by_length = defaultdict(list)
+    for i, ids in enumerate(encoded):
+        by_length[len(ids)].append(i)
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            prompts = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
+            generated = greedy_batch(model, prompts, MAX_ANSWER_CHARS, mask_id).tolist()
+            for i, row in zip(chunk, generated):
+                answers[i] = answer_from_ids(row, itos)
+            bar.update(len(chunk))
+    bar.close()
+    return answers

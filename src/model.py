@@ -1,0 +1,179 @@
+"""
+The GPT language model (minGPT), with the assignment's variants selected by GPTConfig:
+
+vanilla      learned position embedding, causal self-attention
+rope         no position embedding; rotary embeddings on queries and keys
+perceiver    DownProjectBlock -> n_layer-2 Blocks on bottleneck_dim slots -> UpProjectBlock
+synthesizer  SynthesizerAttention in every block
+
+GPT(config)(idx, targets) -> (logits (B, T, vocab_size), loss or None).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
+
+VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
+
+
+class GPTConfig:
+    """Hyperparameters; the defaults are the assignment's model."""
+    n_layer = 4
+    n_head = 8
+    n_embd = 256
+    embd_pdrop = 0.1
+    resid_pdrop = 0.1
+    attn_pdrop = 0.1
+    rope = False
+    perceiver = False
+    bottleneck_dim = None
+    synthesizer = False
+    fused_attention = False  # F.scaled_dot_product_attention instead of the plain path
+
+    def __init__(self, vocab_size, block_size, **kwargs):
+        self.vocab_size = vocab_size
+        self.block_size = block_size
+        for k, v in kwargs.items():
+            setattr(self, k, v)
+
+
+def config_for_variant(variant, vocab_size, block_size, bottleneck_dim=32, **kwargs):
+    """GPTConfig with the flags of one of VARIANTS set."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return GPTConfig(vocab_size, block_size, rope=variant == "rope",
+                     perceiver=variant == "perceiver", synthesizer=variant == "synthesizer",
+                     bottleneck_dim=bottleneck_dim if variant == "perceiver" else None, **kwargs)
+
+
+class MLP(nn.Sequential):
+    def __init__(self, config):
+        super().__init__(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(),
+                         nn.Linear(4 * config.n_embd, config.n_embd), nn.Dropout(config.resid_pdrop))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln1(x)), then + mlp(ln2(x))."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = SynthesizerAttention(config) if config.synthesizer else CausalSelfAttention(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, layer_cache=None):
+        """x (B, T, C) -> (B, T, C)"""
+        x = x + self.attn(self.ln1(x), layer_cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class DownProjectBlock(nn.Module):
+    """Perceiver input block: a learned basis C (bottleneck_dim queries) cross-attends
+    over the input, shortening the sequence from T to bottleneck_dim."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.C = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, config.bottleneck_dim, config.n_embd)))
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalCrossAttention(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x_input):
+        """x_input (B, T, C) -> (B, bottleneck_dim, C)"""
+        basis = self.C.expand(x_input.size(0), -1, -1)  # (B, m, C)
+        x = basis + self.attn(self.ln1(x_input), basis)
+        return x + self.mlp(self.ln2(x))
+
+
+class UpProjectBlock(nn.Module):
+    """Perceiver output block: the original input sequence queries the bottleneck,
+    restoring the sequence length T."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalCrossAttention(config)
+        self.mlp = MLP(config)
+
+    def forward(self, y, x_input):
+        """y (B, m, C) from the previous block, x_input (B, T, C) -> (B, T, C)"""
+        x = x_input + self.attn(self.ln1(y), self.ln1(x_input))
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """The full language model: embeddings, blocks, final LayerNorm, bias-free head."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.perceiver = config.perceiver
+        # the synthesizer's score rows cover block_size-1 positions
+        self.max_len = config.block_size - 1 if config.synthesizer else config.block_size
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        if not config.rope:
+            self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        self.drop = nn.Dropout(config.embd_pdrop)
+        if config.perceiver:
+            assert config.n_layer >= 2, "the perceiver needs at least its down and up blocks"
+            self.down_block = DownProjectBlock(config)
+            self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer - 2))
+            self.up_block = UpProjectBlock(config)
+        else:
+            self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+
+    def get_block_size(self):
+        return self.block_size
+
+    @property
+    def supports_kv_cache(self):
+        """The perceiver's bottleneck slots change as the input grows, so it decodes uncached."""
+        return not self.perceiver
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy
+        loss against targets (B, T) ignoring PAD (id 0) when targets are given.
+
+        kv_cache: a list with one dict per block, filled and extended in place, so
+        idx holds only the tokens after those already cached (decoding).
+        """
+        B, T = idx.size()
+        start = kv_cache[0]["k"].size(-2) if kv_cache and "k" in kv_cache[0] else 0
+        assert start + T <= self.max_len, f"input of length {start + T} exceeds the model's {self.max_len}"
+        x = self.tok_emb(idx)  # (B, T, C)
+        if hasattr(self, "pos_emb"):
+            x = x + self.pos_emb[:, start:start + T]
+        x = self.drop(x)
+        if self.perceiver:
+            assert kv_cache is None, "the perceiver does not decode with a KV cache"
+            x_input = x
+            x = self.down_block(x_input)  # (B, m, C)
+            for block in self.blocks:
+                x = block(x)
+            x = self.up_block(x, x_input)  # (B, T, C)
+        else:
+            for i, block in enumerate(self.blocks):
+                x = block(x, kv_cache[i] if kv_cache is not None else None)
+        logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=0)
+        return logits, loss

@@ -1,0 +1,81 @@
+"""
+Parameter files: plain state dicts (loadable with model.load_state_dict(torch.load(p))),
+written atomically, carrying what built them in the state dict's _metadata, and checked
+against the model on loading with one clear message for any mismatch.
+"""
+import torch
+
+from trainer import save_state_dict
+from utils import UserError
+
+META_KEY = "birthplace_gpt"  # our entry in state_dict._metadata; torch ignores unknown entries
+
+
+def describe_model(model, variant, itos):
+    """What the params file records about the model that wrote it."""
+    c = model.config
+    return {"variant": variant, "n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
+            "block_size": c.block_size, "bottleneck_dim": c.bottleneck_dim if c.perceiver else None,
+            "vocab": "".join(itos)}
+
+
+def infer_variant(state_dict):
+    """(variant, bottleneck_dim) from the parameter names, for files of any origin."""
+    if "down_block.C" in state_dict:
+        return "perceiver", state_dict["down_block.C"].shape[1]
+    if any(name.endswith("attn.w2") for name in state_dict):
+        return "synthesizer", None
+    if "pos_emb" not in state_dict:
+        return "rope", None
+    return "vanilla", None
+
+
+def save_params(model, path, variant, itos):
+    """Write the model's state dict (of the uncompiled model) with a description of it."""
+    state_dict = model.state_dict()
+    state_dict._metadata[META_KEY] = describe_model(model, variant, itos)
+    try:
+        save_state_dict(state_dict, path)
+    except OSError as e:
+        raise UserError(f"cannot write params file {path}: {e.strerror or e}") from None
+
+
+def load_params(model, path, variant, itos):
+    """Load a params file into model, refusing a file of another variant, size or vocabulary."""
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"params file not found: {path}") from None
+    except Exception as e:  # truncated or not a torch file at all
+        raise UserError(f"cannot read params file {path}: {type(e).__name__}: {str(e)[:200]}") from None
+    if not isinstance(state_dict, dict):
+        raise UserError(f"params file {path} does not hold a state dict")
+    expected = describe_model(model, variant, itos)
+    found = getattr(state_dict, "_metadata", {}).get(META_KEY)
+    file_variant, file_bottleneck = infer_variant(state_dict)
+    if file_variant != variant:
+        raise UserError(f"params file {path} holds a {file_variant} model, but the variant in use is {variant}")
+    if variant == "perceiver" and file_bottleneck != expected["bottleneck_dim"]:
+        raise UserError(f"params file {path} has bottleneck_dim {file_bottleneck}, but "
+                        f"--bottleneck_dim is {expected['bottleneck_dim']}")
+    if found:
+        diffs = [f"{key} {found.get(key)!r} in the file vs {value!r} here" for key, value in expected.items()
+                 if key != "vocab" and found.get(key) != value]
+        if found.get("vocab") not in (None, expected["vocab"]):
+            diffs.append("the vocabulary differs (was it pretrained on another corpus?)")
+        if diffs:
+            raise UserError(f"params file {path} does not fit the model: " + "; ".join(diffs))
+    # the course's files carry the causal-mask buffers that we rebuild instead
+    state_dict = {k: v for k, v in state_dict.items() if not k.endswith(".mask")}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_shape = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+                   for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    if missing or unexpected or wrong_shape:
+        parts = ([f"missing {', '.join(missing[:4])}"] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected[:4])}"] if unexpected else []) + \
+                ([f"shape of {', '.join(wrong_shape[:3])}"] if wrong_shape else [])
+        raise UserError(f"params file {path} does not fit the {variant} model "
+                        f"(n_layer/n_head/n_embd/block_size/vocabulary differ?): " + "; ".join(parts))
+    model.load_state_dict(state_dict)

@@ -1,0 +1,205 @@
+"""
+Command line of the assignment: pretrain | finetune | evaluate a variant.
+
+    python src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params
+    python src/run.py finetune vanilla wiki.txt --reading_params_path vanilla.pretrain.params \
+        --writing_params_path vanilla.finetune.params --finetune_corpus_path birth_places_train.tsv
+    python src/run.py evaluate vanilla wiki.txt --reading_params_path vanilla.finetune.params \
+        --eval_corpus_path birth_dev.tsv --outputs_path vanilla.pretrain.dev.predictions
+
+The defaults are the assignment's recipe; the options after --device are this project's.
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from dataset import CharCorruptionDataset, NameDataset
+from decoding import encode_question, predict_places
+from model import GPT, VARIANTS, config_for_variant
+from params import load_params, save_params
+from trainer import Trainer, TrainerConfig
+from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text, resolve_device, set_seed
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("function", choices=["pretrain", "finetune", "evaluate"])
+    p.add_argument("variant", choices=VARIANTS)
+    p.add_argument("pretrain_corpus_path", help="pretraining corpus; its characters are the vocabulary")
+    p.add_argument("--reading_params_path", default=None)
+    p.add_argument("--writing_params_path", default=None)
+    p.add_argument("--finetune_corpus_path", default=None)
+    p.add_argument("--eval_corpus_path", default=None)
+    p.add_argument("--outputs_path", default=None)
+    p.add_argument("--pretrain_lr", type=float, default=6e-3)
+    p.add_argument("--finetune_lr", type=float, default=6e-4)
+    p.add_argument("--bottleneck_dim", type=int, default=32)
+    p.add_argument("--tb_expt_name", default="run", help="TensorBoard run name under expt/")
+    # the project's own options; their defaults are the recipe
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block_size", type=int, default=128)
+    p.add_argument("--n_layer", type=int, default=4)
+    p.add_argument("--n_head", type=int, default=8)
+    p.add_argument("--n_embd", type=int, default=256)
+    p.add_argument("--pretrain_epochs", type=int, default=650)
+    p.add_argument("--finetune_epochs", type=int, default=None,
+                   help="default 75 from scratch, 10 from --reading_params_path")
+    p.add_argument("--batch_size", type=int, default=None, help="default 128 pretrain, 256 finetune")
+    p.add_argument("--num_workers", type=int, default=None, help="data loader workers (default 4 on CUDA, else 0)")
+    p.add_argument("--plain", action="store_true",
+                   help="turn every speed feature off: plain attention, fp32, one-by-one decoding")
+    p.add_argument("--no_tensorboard", action="store_true")
+    args = p.parse_args(argv)
+    if args.variant == "perceiver" and not 1 <= args.bottleneck_dim <= args.block_size:
+        p.error(f"--bottleneck_dim must be between 1 and the block size {args.block_size}")
+    return args
+
+
+class Setup:
+    """Device, dtype and fast paths, decided once at start-up."""
+
+    def __init__(self, args):
+        self.device = resolve_device(args.device)
+        cuda = self.device.type == "cuda"
+        self.fused_attention = not args.plain
+        self.amp_dtype = torch.bfloat16 if cuda and not args.plain and torch.cuda.is_bf16_supported() else None
+        self.batched_decoding = not args.plain
+        if cuda and not args.plain:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
+        name = torch.cuda.get_device_name(self.device) if cuda else self.device.type
+        print(f"device: {name} | dtype: {'bf16 autocast' if self.amp_dtype else 'float32'} | "
+              f"fused attention: {on(self.fused_attention)} | TF32: {on(cuda and not args.plain)} | "
+              f"batched KV-cache decoding: {on(self.batched_decoding)}", flush=True)
+
+
+def on(flag):
+    return "on" if flag else "off"
+
+
+def build_model(args, setup, vocab_size):
+    config = config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
+                                n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                                fused_attention=setup.fused_attention)
+    if args.n_embd % args.n_head:
+        raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
+    model = GPT(config).to(setup.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {args.variant}, {n_params:,} parameters, vocabulary {vocab_size}, block size {args.block_size}",
+          flush=True)
+    return model
+
+
+def tensorboard_writer(args):
+    if args.no_tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=f"expt/{args.function}/{args.tb_expt_name}_{args.variant}_{args.bottleneck_dim}"
+                                 f"_pt_lr_{args.pretrain_lr:f}_ft_lr_{args.finetune_lr:f}")
+
+
+def require(value, flag, function):
+    if value is None:
+        raise UserError(f"{function} needs {flag}")
+    return value
+
+
+def train(model, dataset, trainer_config, setup):
+    trainer_config.device = setup.device
+    trainer_config.amp_dtype = setup.amp_dtype
+    trainer_config.fused_adamw = setup.device.type == "cuda" and setup.fused_attention
+    trainer_config.num_workers = setup.num_workers
+    trainer_config.log_every = 10 if setup.device.type == "cuda" else 1
+    started = time.time()
+    try:
+        Trainer(model, dataset, None, trainer_config).train()
+    finally:
+        if trainer_config.writer is not None:
+            trainer_config.writer.close()
+    print(f"{trainer_config.desc} took {time.time() - started:.1f} s", flush=True)
+
+
+def pretrain(args, setup, pretrain_dataset, model):
+    out = require(args.writing_params_path, "--writing_params_path", "pretrain")
+    block = args.block_size
+    config = TrainerConfig(max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
+                           learning_rate=args.pretrain_lr, lr_decay=True, warmup_tokens=512 * 20,
+                           final_tokens=650 * len(pretrain_dataset) * block, writer=tensorboard_writer(args),
+                           desc="pretrain")
+    train(model, pretrain_dataset, config, setup)
+    save_params(model, out, args.variant, pretrain_dataset.itos)
+    print(f"params written to {out}")
+
+
+def finetune(args, setup, pretrain_dataset, model):
+    out = require(args.writing_params_path, "--writing_params_path", "finetune")
+    path = require(args.finetune_corpus_path, "--finetune_corpus_path", "finetune")
+    finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
+    if args.reading_params_path:
+        load_params(model, args.reading_params_path, args.variant, pretrain_dataset.itos)
+    epochs = args.finetune_epochs or (10 if args.reading_params_path else 75)
+    config = TrainerConfig(max_epochs=epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
+                           lr_decay=True, warmup_tokens=512 * 20,
+                           final_tokens=200 * len(pretrain_dataset) * args.block_size,
+                           writer=tensorboard_writer(args), desc="finetune")
+    train(model, finetune_dataset, config, setup)
+    save_params(model, out, args.variant, pretrain_dataset.itos)
+    print(f"params written to {out}")
+
+
+def evaluate(args, setup, pretrain_dataset, model):
+    params = require(args.reading_params_path, "--reading_params_path", "evaluate")
+    path = require(args.eval_corpus_path, "--eval_corpus_path", "evaluate")
+    out = require(args.outputs_path, "--outputs_path", "evaluate")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"the directory of --outputs_path does not exist: {out_dir}")
+    load_params(model, params, args.variant, pretrain_dataset.itos)
+    questions = [line.split("\t")[0] for line in read_lines(path, "evaluation corpus")]
+    if not questions:
+        raise UserError(f"evaluation corpus {path} has no questions")
+    for number, question in enumerate(questions, 1):
+        ids, unknown = encode_question(question, pretrain_dataset.stoi)
+        if unknown:
+            print(f"warning: {path} line {number}: characters {''.join(unknown)!r} are not in the vocabulary "
+                  f"and are left out", file=sys.stderr)
+        if len(ids) >= model.max_len:
+            print(f"warning: {path} line {number}: question longer than the model's {model.max_len} "
+                  f"positions; only its end is seen", file=sys.stderr)
+    started = time.time()
+    predictions = predict_places(model, questions, pretrain_dataset.stoi, pretrain_dataset.itos, setup.device,
+                                 batched=setup.batched_decoding)
+    elapsed = time.time() - started
+    atomic_write_text(out, "".join(p + "\n" for p in predictions))
+    total, correct = evaluate_places(path, predictions)
+    print(f"decoded {len(questions)} questions in {elapsed:.2f} s")
+    if total > 0:
+        print(f"Correct: {correct} out of {total}: {100.0 * correct / total}%")
+    else:
+        print(f"Predictions written to {out}; no targets provided")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_seed(args.seed)
+    setup = Setup(args)
+    corpus = read_text(args.pretrain_corpus_path, "pretraining corpus")
+    # the vocabulary always comes from the pretraining corpus
+    pretrain_dataset = CharCorruptionDataset(corpus, args.block_size)
+    model = build_model(args, setup, pretrain_dataset.vocab_size)
+    {"pretrain": pretrain, "finetune": finetune, "evaluate": evaluate}[args.function](
+        args, setup, pretrain_dataset, model)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")

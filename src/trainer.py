@@ -1,0 +1,153 @@
+"""
+The training loop (minGPT's Trainer): AdamW with weight decay on weight matrices,
+gradient clipping, linear warm-up then cosine decay of the learning rate by tokens
+seen, a progress bar and TensorBoard logging.
+"""
+import math
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from utils import UserError
+
+
+class TrainerConfig:
+    # optimisation
+    max_epochs = 10
+    batch_size = 64
+    learning_rate = 3e-4
+    betas = (0.9, 0.95)
+    grad_norm_clip = 1.0
+    weight_decay = 0.1  # only applied to weight matrices
+    # learning-rate schedule, counted in tokens
+    lr_decay = False
+    warmup_tokens = 375e6
+    final_tokens = 260e9
+    # checkpoint written (atomically) at the end of every epoch
+    ckpt_path = None
+    # data loader
+    num_workers = 0
+    # TensorBoard SummaryWriter or None
+    writer = None
+    # the project's own settings
+    device = None  # None: wherever the model is
+    amp_dtype = None  # e.g. torch.bfloat16 to train under autocast
+    fused_adamw = False
+    log_every = 1  # steps between loss read-outs (each one syncs with the GPU)
+    desc = "train"
+
+    def __init__(self, **kwargs):
+        for k, v in kwargs.items():
+            setattr(self, k, v)
+
+
+class NonFiniteLossError(UserError):
+    pass
+
+
+def learning_rate_at(config, tokens):
+    """Learning rate after `tokens` training tokens: linear warm-up over warmup_tokens,
+    then cosine decay that bottoms out at 10% of the base rate by final_tokens."""
+    if not config.lr_decay:
+        return config.learning_rate
+    if tokens < config.warmup_tokens:
+        multiplier = tokens / max(1, config.warmup_tokens)
+    else:
+        progress = (tokens - config.warmup_tokens) / max(1, config.final_tokens - config.warmup_tokens)
+        multiplier = max(0.1, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+    return config.learning_rate * multiplier
+
+
+def make_optimizer(model, config):
+    """AdamW; weight decay on tensors of 2+ dimensions (weights, embeddings), not on biases or LayerNorm."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    extra = {"fused": True} if config.fused_adamw else {}
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, **extra)
+
+
+def save_state_dict(state_dict, path):
+    """torch.save through a temporary file and a rename: never a truncated file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(state_dict, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, model, train_dataset, test_dataset, config):
+        self.model = model
+        self.train_dataset = train_dataset
+        self.test_dataset = test_dataset
+        self.config = config
+        self.device = torch.device(config.device) if config.device else next(model.parameters()).device
+        self.model.to(self.device)
+        self.tokens = 0  # training tokens seen, for the learning-rate schedule
+        self.step = 0
+
+    def loader(self, dataset, shuffle):
+        cfg = self.config
+        return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+
+    def autocast(self):
+        dtype = self.config.amp_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def run_test(self, loader):
+        self.model.eval()
+        losses = []
+        with torch.no_grad(), self.autocast():
+            for x, y in loader:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                losses.append(self.model(x, y)[1].item())
+        self.model.train()
+        return sum(losses) / max(1, len(losses))
+
+    def train(self):
+        model, cfg = self.model, self.config
+        optimizer = make_optimizer(model, cfg)
+        train_loader = self.loader(self.train_dataset, shuffle=True)
+        test_loader = self.loader(self.test_dataset, shuffle=False) if self.test_dataset is not None else None
+        total_steps = cfg.max_epochs * len(train_loader)
+        bar = tqdm(total=total_steps, desc=cfg.desc, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+        model.train()
+        for epoch in range(cfg.max_epochs):
+            for it, (x, y) in enumerate(train_loader):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                # the course counts every target position, PAD included
+                self.tokens += y.numel()
+                lr = learning_rate_at(cfg, self.tokens)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with self.autocast():
+                    _, loss = model(x, y)
+                model.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_norm_clip)
+                optimizer.step()
+                self.step += 1
+                if self.step % cfg.log_every == 0 or it == len(train_loader) - 1:
+                    self.log(loss.item(), lr, epoch, it, bar)
+                bar.update(1)
+            if test_loader is not None:
+                test_loss = self.run_test(test_loader)
+                bar.write(f"epoch {epoch + 1}: test loss {test_loss:.5f}")
+                if cfg.writer is not None:
+                    cfg.writer.add_scalar("test/loss", test_loss, self.step)
+            if cfg.ckpt_path is not None:
+                save_state_dict(model.state_dict(), cfg.ckpt_path)
+        bar.close()
+
+    def log(self, loss, lr, epoch, it, bar):
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"training loss became {loss} at step {self.step} (epoch {epoch + 1}, "
+                                     f"iteration {it}); stopping without writing params. Try a lower learning rate.")
+        bar.set_postfix_str(f"epoch {epoch + 1} iter {it}: loss {loss:.5f} lr {lr:.4e}", refresh=False)
+        if self.config.writer is not None:
+            self.config.writer.add_scalar("train/loss", loss, self.step)
+            self.config.writer.add_scalar("train/lr", lr, self.step)
+

@@ -1,0 +1,107 @@
+"""
+Small shared helpers: seeding, reading user files safely, the course's sample()
+decoder, evaluate_places, and device/dtype resolution.
+"""
+import os
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class UserError(Exception):
+    """A problem with the user's input; the CLI prints it as one line and exits non-zero."""
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def read_text(path, what="file"):
+    """Whole text of a UTF-8 file, BOM dropped and CRLF/CR turned into LF."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} is a directory, not a file: {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise UserError(f"{what} {path} is not UTF-8 text (bad byte at line {line})") from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_lines(path, what="file"):
+    """Non-blank lines of a text file (see read_text), without their line endings."""
+    return [line for line in read_text(path, what).split("\n") if line.strip()]
+
+
+def atomic_write_text(path, text):
+    """Write text via a temporary file and a rename, so a crash never leaves half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UserError(f"output directory does not exist: {directory}")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def sample(model, x, steps, temperature=1.0, sample=False, top_k=None):
+    """Extend the token ids x (B, T) by `steps` tokens, one full forward pass per token.
+
+    Greedy when sample=False. The context is cropped to what the model accepts.
+    This is the course's reference decoder; decoding.py has the fast batched one.
+    """
+    model.eval()
+    max_len = getattr(model, "max_len", model.get_block_size())
+    for _ in range(steps):
+        x_cond = x if x.size(1) <= max_len else x[:, -max_len:]
+        logits, _ = model(x_cond)
+        logits = logits[:, -1, :].float() / temperature
+        if top_k is not None:
+            kth = torch.topk(logits, top_k).values[:, [-1]]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if sample:
+            next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+        else:
+            next_id = logits.argmax(dim=-1, keepdim=True)
+        x = torch.cat((x, next_id), dim=1)
+    return x
+
+
+def evaluate_places(filepath, predicted_places):
+    """(total, correct) of predicted_places against the answers in a question<TAB>answer
+    file; (0, 0) when the file has no answers (test inputs)."""
+    rows = [line.split("\t") for line in read_lines(filepath, "evaluation file")]
+    if not rows or len(rows[0]) < 2:
+        return 0, 0
+    if len(rows) != len(predicted_places):
+        raise UserError(f"{filepath} has {len(rows)} questions but {len(predicted_places)} predictions were given")
+    correct = sum(row[1].strip() == pred for row, pred in zip(rows, predicted_places))
+    return len(rows), correct
+
+
+def resolve_device(name="auto"):
+    """torch.device for 'auto' (CUDA, else MPS where it works, else CPU) or an explicit name."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps was asked for but MPS is not available")
+    return torch.device(name)

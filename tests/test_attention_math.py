@@ -1,0 +1,180 @@
+"""
+Tests for src/attention_math.py.
+
+The full mechanism (self_attention) is checked against PyTorch's own
+multi_head_attention_forward, given identity input/output projections so that
+only the attention itself is compared. The small pieces get unit tests with
+hand-computable expected values.
+"""
+import math
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+
+from attention_math import (  # noqa: E402
+    apply_causal_mask,
+    attn_scaled,
+    attn_softmax,
+    compute_outputs,
+    make_causal_mask,
+    merge_heads,
+    pairwise_similarities,
+    self_attention,
+    split_heads,
+)
+
+
+def torch_reference(Q, K, V, n_heads, causal):
+    """PyTorch's multi-head attention with identity projections: (B, T, d) in, (B, Tq, d) out."""
+    B, Tq, d = Q.shape
+    Tk = K.size(1)
+    eye = torch.eye(d, dtype=Q.dtype)
+    in_proj_weight = torch.cat([eye, eye, eye], dim=0)  # (3d, d): q, k, v all unchanged
+    attn_mask = None
+    if causal:
+        # PyTorch's boolean mask is True where attention is NOT allowed
+        attn_mask = ~torch.ones(Tq, Tk, dtype=torch.bool).tril()
+    out, _ = F.multi_head_attention_forward(
+        Q.transpose(0, 1), K.transpose(0, 1), V.transpose(0, 1),  # (T, B, d): sequence-first
+        d, n_heads,
+        in_proj_weight, torch.zeros(3 * d, dtype=Q.dtype),
+        None, None, False, 0.0,
+        eye, torch.zeros(d, dtype=Q.dtype),
+        training=False, need_weights=False, attn_mask=attn_mask,
+    )
+    return out.transpose(0, 1)  # (B, Tq, d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_heads", [1, 2, 4])
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_attention_matches_pytorch(dtype, n_heads, causal):
+    g = torch.Generator().manual_seed(1000 * n_heads + causal)
+    B, T, d = 3, 7, 16
+    Q, K, V = (torch.randn(B, T, d, generator=g, dtype=dtype) for _ in range(3))
+    ours = self_attention(Q, K, V, n_heads, causal)
+    ref = torch_reference(Q, K, V, n_heads, causal)
+    assert ours.shape == (B, T, d)
+    assert (ours - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("n_heads", [1, 4])
+def test_cross_attention_different_lengths_matches_pytorch(n_heads):
+    g = torch.Generator().manual_seed(7)
+    B, Tq, Tk, d = 2, 3, 9, 8
+    Q = torch.randn(B, Tq, d, generator=g, dtype=torch.float64)
+    K = torch.randn(B, Tk, d, generator=g, dtype=torch.float64)
+    V = torch.randn(B, Tk, d, generator=g, dtype=torch.float64)
+    ours = self_attention(Q, K, V, n_heads, causal=False)
+    ref = torch_reference(Q, K, V, n_heads, causal=False)
+    assert ours.shape == (B, Tq, d)
+    assert (ours - ref).abs().max().item() < 1e-5
+
+
+def test_causal_and_full_attention_differ():
+    # guards against a causal flag that is silently ignored
+    g = torch.Generator().manual_seed(3)
+    Q, K, V = (torch.randn(2, 5, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    full = self_attention(Q, K, V, 2, causal=False)
+    causal = self_attention(Q, K, V, 2, causal=True)
+    assert (full - causal).abs().max().item() > 1e-3
+    # the last query sees every key in both cases
+    assert torch.allclose(full[:, -1], causal[:, -1])
+    # the first query sees only the first key, so it returns the first value exactly
+    assert torch.allclose(causal[:, 0], V[:, 0])
+
+
+def test_causal_output_ignores_future_keys():
+    g = torch.Generator().manual_seed(4)
+    Q, K, V = (torch.randn(1, 6, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    out = self_attention(Q, K, V, 2, causal=True)
+    K2, V2 = K.clone(), V.clone()
+    K2[:, 4:] += 10.0
+    V2[:, 4:] -= 10.0
+    out2 = self_attention(Q, K2, V2, 2, causal=True)
+    assert torch.allclose(out[:, :4], out2[:, :4])
+    assert not torch.allclose(out[:, 4:], out2[:, 4:])
+
+
+def test_split_heads_shape_and_layout():
+    x = torch.arange(2 * 3 * 6, dtype=torch.float32).view(2, 3, 6)  # (B, T, d)
+    h = split_heads(x, 3)
+    assert h.shape == (2, 3, 3, 2)  # (B, nh, T, hs)
+    # head 1 of batch 0, position 2 holds features 2..3 of that position
+    assert torch.equal(h[0, 1, 2], x[0, 2, 2:4])
+
+
+@pytest.mark.parametrize("n_heads", [1, 2, 4, 8])
+def test_split_merge_round_trip(n_heads):
+    g = torch.Generator().manual_seed(n_heads)
+    x = torch.randn(3, 5, 8, generator=g)
+    assert torch.equal(merge_heads(split_heads(x, n_heads)), x)
+
+
+def test_make_causal_mask_square():
+    expected = torch.tensor([
+        [1, 0, 0],
+        [1, 1, 0],
+        [1, 1, 1],
+    ], dtype=torch.bool)
+    assert torch.equal(make_causal_mask(3, 3), expected)
+
+
+@pytest.mark.parametrize("Tq,Tk,offset", [(3, 5, 2), (2, 6, 1), (4, 4, 0), (1, 7, 6)])
+def test_make_causal_mask_offset(Tq, Tk, offset):
+    mask = make_causal_mask(Tq, Tk, offset=offset)
+    assert mask.shape == (Tq, Tk) and mask.dtype == torch.bool
+    for i in range(Tq):
+        for j in range(Tk):
+            assert mask[i, j].item() == (j <= i + offset), (i, j)
+
+
+def test_apply_causal_mask_zero_weight_after_softmax():
+    g = torch.Generator().manual_seed(5)
+    scores = torch.randn(2, 3, 4, 4, generator=g)  # (B, nh, Tq, Tk)
+    mask = make_causal_mask(4, 4)
+    w = attn_softmax(apply_causal_mask(scores, mask))
+    assert torch.all(w[..., ~mask] == 0)
+    assert torch.all(w[..., mask] > 0)
+    # the visible keys keep their relative weights: softmax over the allowed prefix only
+    for i in range(4):
+        assert torch.allclose(w[..., i, : i + 1], torch.softmax(scores[..., i, : i + 1], dim=-1))
+
+
+def test_softmax_rows_sum_to_one_and_are_ordered():
+    g = torch.Generator().manual_seed(6)
+    scores = torch.randn(2, 5, 7, generator=g, dtype=torch.float64) * 10
+    w = attn_softmax(scores)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 5, dtype=torch.float64))
+    assert torch.all(w >= 0)
+    # normalised over keys (last dim), not over queries
+    assert not torch.allclose(w.sum(-2), torch.ones(2, 7, dtype=torch.float64))
+    # a larger score gets a larger weight
+    assert torch.equal(w.argmax(-1), scores.argmax(-1))
+
+
+def test_softmax_known_values():
+    w = attn_softmax(torch.tensor([[0.0, math.log(3.0)]]))
+    assert torch.allclose(w, torch.tensor([[0.25, 0.75]]))
+
+
+def test_attn_scaled():
+    scores = torch.tensor([[2.0, -4.0], [8.0, 0.0]])
+    assert torch.allclose(attn_scaled(scores, 4), scores / 2)
+    assert torch.allclose(attn_scaled(scores, 64), scores / 8)
+    assert torch.allclose(attn_scaled(scores, 1), scores)
+
+
+def test_pairwise_similarities_and_compute_outputs():
+    Q = torch.tensor([[[1.0, 0.0], [1.0, 2.0]]])  # (B=1, Tq=2, d=2)
+    K = torch.tensor([[[3.0, 4.0], [0.0, -1.0], [2.0, 2.0]]])  # (1, Tk=3, 2)
+    expected = torch.tensor([[[3.0, 0.0, 2.0], [11.0, -2.0, 6.0]]])
+    assert torch.equal(pairwise_similarities(Q, K), expected)
+    w = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]]])
+    V = torch.tensor([[[2.0], [4.0], [8.0]]])  # (1, Tk, dv=1)
+    assert torch.allclose(compute_outputs(w, V), torch.tensor([[[3.0], [7.0]]]))

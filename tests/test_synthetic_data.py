@@ -1,0 +1,268 @@
+"""Tests for data/make_synthetic_corpus.py and data/check_real_data.py."""
+
+import collections
+import filecmp
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "data")
+REAL = os.path.join(os.path.dirname(ROOT), "shared", "data")
+NAMES = ["wiki", "train", "dev", "test_inputs", "test"]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(DATA, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = load("make_synthetic_corpus")
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read().decode("ascii")
+
+
+def lines(path):
+    text = read(path)
+    assert text.endswith("\n") and "\r" not in text
+    return text[:-1].split("\n")
+
+
+def qa_pairs(path):
+    return [tuple(line.split("\t")) for line in lines(path)]
+
+
+def who(question):
+    assert question.startswith("Where was ") and question.endswith(" born?")
+    return question[len("Where was "):-len(" born?")]
+
+
+def by_name(wiki):
+    """{name: line}; a line starts with 'NAME. ' (names may hold 'J.')."""
+    out = {}
+    for line in wiki:
+        i = line.find(". ")
+        while i != -1:
+            out.setdefault(line[:i], line)
+            i = line.find(". ", i + 1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn")
+    paths = gen.make_corpus(str(out), n_people=1000, seed=0)
+    wiki = lines(paths["wiki"])
+    splits = {k: qa_pairs(paths[k]) for k in ("train", "dev", "test")}
+    return paths, wiki, splits
+
+
+def test_paths(corpus):
+    paths, _, _ = corpus
+    assert sorted(paths) == sorted(NAMES)
+    files = {os.path.basename(p) for p in paths.values()}
+    assert files == {"wiki.txt", "birth_places_train.tsv", "birth_dev.tsv",
+                     "birth_test_inputs.tsv", "birth_test.tsv"}
+
+
+def test_deterministic(corpus, tmp_path):
+    paths, _, _ = corpus
+    again = gen.make_corpus(str(tmp_path / "a"), n_people=1000, seed=0)
+    other = gen.make_corpus(str(tmp_path / "b"), n_people=1000, seed=1)
+    for k in NAMES:
+        assert filecmp.cmp(paths[k], again[k], shallow=False)
+        assert read(paths[k]) != read(other[k])
+
+
+def test_formats(corpus):
+    paths, wiki, splits = corpus
+    for k in ("train", "dev", "test"):
+        for line in lines(paths[k]):
+            assert line.count("\t") == 1
+            question, place = line.split("\t")
+            assert who(question) and place and place == place.strip()
+    for line in lines(paths["test_inputs"]):
+        assert "\t" not in line
+        who(line)
+    assert [q for q, _ in splits["test"]] == lines(paths["test_inputs"])
+    for line in wiki:
+        assert line.endswith(" .") and not line.endswith("  .")
+        assert 40 <= len(line) <= 220
+
+
+def test_ascii_only(corpus):
+    paths, _, _ = corpus
+    for k in NAMES:
+        text = read(paths[k])
+        assert "\u25a1" not in text and "\u2047" not in text
+        assert all(c == "\n" or c == "\t" or " " <= c <= "~" for c in text)
+
+
+def test_sizes_and_splits(corpus):
+    _, wiki, splits = corpus
+    assert len(wiki) == 1000
+    sizes = [len(splits[k]) for k in ("train", "dev", "test")]
+    assert sum(sizes) == 1000
+    assert 650 <= sizes[0] <= 710 and 150 <= sizes[1] <= 190 and 130 <= sizes[2] <= 170
+    names = [who(q) for k in splits for q, _ in splits[k]]
+    assert len(set(names)) == len(names)
+    for a, b in [("train", "dev"), ("train", "test"), ("dev", "test")]:
+        assert not {q for q, _ in splits[a]} & {q for q, _ in splits[b]}
+
+
+def test_names_unique_and_in_wiki(corpus):
+    _, wiki, splits = corpus
+    names = [who(q) for k in splits for q, _ in splits[k]]
+    assert len(set(names)) == len(names) == len(wiki)
+    index = by_name(wiki)
+    # every asked-about person has a line, and no two share one
+    assert all(n in index for n in names)
+    assert len({index[n] for n in names}) == len(wiki)
+
+
+def test_birth_place_in_line(corpus):
+    _, wiki, splits = corpus
+    index = by_name(wiki)
+    early = 0
+    pairs = [p for k in splits for p in splits[k]]
+    for q, place in pairs:
+        line = index[who(q)]
+        assert place in line
+        early += line.find(place) + len(place) <= 90
+    assert early / len(pairs) >= 0.8
+
+
+def test_distractors(corpus):
+    _, wiki, splits = corpus
+    index = by_name(wiki)
+    pairs = [p for k in splits for p in splits[k]]
+    with_other = sum(any(p != place and p in index[who(q)] for p in gen.PLACES)
+                     for q, place in pairs)
+    assert with_other / len(pairs) >= 0.5
+
+
+def test_place_skew(corpus):
+    _, _, splits = corpus
+    places = [place for k in splits for _, place in splits[k]]
+    counts = collections.Counter(places)
+    share = counts.most_common(1)[0][1] / len(places)
+    assert 0.05 <= share <= 0.10
+    assert 40 <= len(counts) <= 150
+    assert set(counts) <= set(gen.PLACES)
+
+
+def test_pools_do_not_clash():
+    for a in gen.PLACES:
+        for b in gen.PLACES:
+            assert a == b or a not in b
+    words = set(gen.MALE + gen.FEMALE + gen.SURNAMES)
+    assert len(gen.MALE + gen.FEMALE) == len(set(gen.MALE + gen.FEMALE))
+    assert len(gen.SURNAMES) == len(set(gen.SURNAMES))
+    for p in gen.PLACES:
+        assert not set(p.split()) & words
+    assert len(gen.TEMPLATES) >= 8
+
+
+def test_many_people_and_limits(tmp_path):
+    assert gen.max_people() >= 100_000
+    with pytest.raises(ValueError):
+        gen.make_corpus(str(tmp_path), n_people=gen.max_people() + 1)
+    with pytest.raises(ValueError):
+        gen.make_corpus(str(tmp_path), n_people=19)
+    paths = gen.make_corpus(str(tmp_path), n_people=20, seed=3)
+    assert len(lines(paths["wiki"])) == 20
+    # the name numbering covers every index exactly once at the edges
+    n = gen.max_people()
+    plain = len(gen.MALE + gen.FEMALE) * len(gen.SURNAMES)
+    assert gen.split_name(plain - 1, False)[0] == gen.FEMALE[-1]
+    assert gen.split_name(n - plain - 1, True)[:2] == (gen.FEMALE[-1], gen.INITIALS[-1] + ".")
+    with pytest.raises(IndexError):
+        gen.split_name(n - plain, True)
+
+
+def test_cli(tmp_path):
+    script = os.path.join(DATA, "make_synthetic_corpus.py")
+    out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, script, "--out", str(out), "--people", "50",
+                        "--seed", "7"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 1
+    assert len(lines(out / "wiki.txt")) == 50
+    ref = gen.make_corpus(str(tmp_path / "api"), n_people=50, seed=7)
+    for k in NAMES:
+        assert filecmp.cmp(ref[k], out / os.path.basename(ref[k]), shallow=False)
+    r = subprocess.run([sys.executable, script, "--out", str(out), "--people", "19"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "at least 20" in r.stderr
+
+
+# -----------------------------------------------------------------------------
+# check_real_data.py
+
+CHECK = os.path.join(DATA, "check_real_data.py")
+REAL_FILES = ["wiki.txt", "birth_places_train.tsv", "birth_dev.tsv", "birth_test_inputs.tsv"]
+
+
+def run_check(folder):
+    return subprocess.run([sys.executable, CHECK, str(folder)], capture_output=True, text=True)
+
+
+def test_sums_file():
+    sums = load("check_real_data").read_sums()
+    assert sorted(sums) == sorted(REAL_FILES)
+    assert len(sums["wiki.txt"]) == 2
+    assert all(len(d) == 64 for ds in sums.values() for d in ds)
+
+
+def test_check_missing_wiki(tmp_path):
+    r = run_check(tmp_path)
+    assert r.returncode != 0
+    assert "missing" in r.stdout and "wiki.txt" in r.stdout
+
+
+def test_check_synthetic_is_mismatch(corpus):
+    paths, _, _ = corpus
+    r = run_check(os.path.dirname(paths["wiki"]))
+    assert r.returncode != 0 and "MISMATCH" in r.stdout
+
+
+need_real = pytest.mark.skipif(not all(os.path.isfile(os.path.join(REAL, f)) for f in REAL_FILES),
+                               reason="real data not in ../shared/data")
+
+
+@need_real
+def test_check_real_both_wiki_variants(tmp_path):
+    r = run_check(REAL)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("OK") == 4
+    for f in REAL_FILES:
+        shutil.copy(os.path.join(REAL, f), tmp_path / f)
+    with open(tmp_path / "wiki.txt", "rb") as f:
+        text = f.read()
+    assert text.endswith(b"\n")
+    with open(tmp_path / "wiki.txt", "wb") as f:
+        f.write(text[:-1])
+    r = run_check(tmp_path)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("OK") == 4
+
+
+@need_real
+def test_check_real_corrupted(tmp_path):
+    for f in REAL_FILES:
+        shutil.copy(os.path.join(REAL, f), tmp_path / f)
+    with open(tmp_path / "birth_dev.tsv", "ab") as f:
+        f.write(b"x")
+    r = run_check(tmp_path)
+    assert r.returncode != 0
+    assert "MISMATCH" in r.stdout and "birth_dev.tsv" in r.stdout
+    assert r.stdout.count("OK") == 3
