@@ -147,6 +147,10 @@ TEMPLATES = [
     "{name} ({by}-{dy}) was {a} {job} from {D}, born in {P}",
     "After years in {D}, {name}, who was born in {P}, worked as {a} {job} in {E}",
 ]
+# The questions end in '?', so the corpus must contain one for the vocabulary to
+# cover them (the real wiki.txt has "(1514? -- 1575)"); the first person gets this.
+UNCERTAIN_BIRTH_YEAR = "{name} ({by}? - {dy}) was {a} {job} born in {P}"
+TEMPLATES.append(UNCERTAIN_BIRTH_YEAR)
 
 # optional clauses appended to make lines longer; {X} is another place
 EXTRAS = [
@@ -255,7 +259,7 @@ def with_region(rng, place):
     return place
 
 
-def wiki_line(rng, person, place):
+def wiki_line(rng, person, place, template=None):
     """One biography line: 'Full Name. <sentence> .'"""
     first, middle, last, female = person
     name = " ".join(w for w in (first, middle, last) if w)
@@ -272,7 +276,7 @@ def wiki_line(rng, person, place):
         title=rng.choice(["The", "Noted", "Celebrated", "Prolific"]),
     )
     prefix = f"{name}. "
-    body = rng.choice(TEMPLATES).format(**fields)
+    body = (template or rng.choice(TEMPLATES)).format(**fields)
     while len(prefix + body) + 2 > MAX_LEN:  # rare: long name and places
         body = rng.choice(TEMPLATES[:4]).format(**fields)
     target = min(MAX_LEN, int(rng.triangular(MIN_LEN, MAX_LEN, 110)))
@@ -310,7 +314,8 @@ def make_corpus(out_dir, n_people=1000, seed=0):
     rng = random.Random(seed)
     people = make_names(rng, n_people)
     places = birth_places(rng, n_people)
-    lines = [wiki_line(rng, p, b) for p, b in zip(people, places)]
+    lines = [wiki_line(rng, p, b, UNCERTAIN_BIRTH_YEAR if i == 0 else None)
+             for i, (p, b) in enumerate(zip(people, places))]
     names = [" ".join(w for w in p[:3] if w) for p in people]
     qa = [(f"Where was {n} born?", b) for n, b in zip(names, places)]
 

@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--n_layer", type=int, default=4)
     p.add_argument("--n_head", type=int, default=8)
     p.add_argument("--n_embd", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.1, help="embedding, residual and attention dropout")
     p.add_argument("--pretrain_epochs", type=int, default=650)
     p.add_argument("--finetune_epochs", type=int, default=None,
                    help="default 75 from scratch, 10 from --reading_params_path")
@@ -85,6 +86,7 @@ def on(flag):
 def build_model(args, setup, vocab_size):
     config = config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
                                 n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                                embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
                                 fused_attention=setup.fused_attention)
     if args.n_embd % args.n_head:
         raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
