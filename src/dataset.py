@@ -84,9 +84,12 @@ class CharCorruptionDataset(Dataset):
 
 
 def parse_qa_lines(lines, source, stoi=None, block_size=None):
-    """[(question, answer)] from 'question<TAB>answer' lines, each checked; errors name the line."""
+    """[(question, answer)] from the lines of a 'question<TAB>answer' file, each checked;
+    blank lines are skipped but counted, so that errors name the line of the file."""
     pairs = []
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         fields = line.split("\t")
         if len(fields) != 2:
             problem = "has no tab between question and answer" if len(fields) == 1 else \
@@ -120,8 +123,7 @@ class NameDataset(Dataset):
         self.stoi = pretraining_dataset.stoi
         self.vocab_size = len(self.itos)
         self.block_size = pretraining_dataset.block_size
-        lines = [line for line in data.split("\n") if line.strip()]
-        self.data = parse_qa_lines(lines, source, self.stoi, self.block_size)
+        self.data = parse_qa_lines(data.split("\n"), source, self.stoi, self.block_size)
 
     def __len__(self):
         return len(self.data)

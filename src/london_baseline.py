@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 
 from dataset import find_data_file, parse_qa_lines
-from utils import UserError, atomic_write_text, evaluate_places, read_lines
+from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text
 
 
 def main(argv=None):
@@ -24,7 +24,8 @@ def main(argv=None):
     path = args.eval_corpus_path or find_data_file("birth_dev.tsv")
     place = args.place
     if args.most_common_from:
-        answers = [a for _, a in parse_qa_lines(read_lines(args.most_common_from), args.most_common_from)]
+        answers = [a for _, a in parse_qa_lines(read_text(args.most_common_from).split("\n"),
+                                                  args.most_common_from)]
         place = Counter(answers).most_common(1)[0][0]
     n_questions = len(read_lines(path, "evaluation corpus"))
     total, correct = evaluate_places(path, [place] * n_questions)

@@ -6,7 +6,7 @@ against the model on loading with one clear message for any mismatch.
 import torch
 
 from trainer import save_state_dict
-from utils import UserError
+from utils import UserError, check_output_dir
 
 META_KEY = "birthplace_gpt"  # our entry in state_dict._metadata; torch ignores unknown entries
 
@@ -34,6 +34,7 @@ def save_params(model, path, variant, itos):
     """Write the model's state dict (of the uncompiled model) with a description of it."""
     state_dict = model.state_dict()
     state_dict._metadata[META_KEY] = describe_model(model, variant, itos)
+    check_output_dir(path, "params file")
     try:
         save_state_dict(state_dict, path)
     except OSError as e:
@@ -62,7 +63,10 @@ def load_params(model, path, variant, itos):
         diffs = [f"{key} {found.get(key)!r} in the file vs {value!r} here" for key, value in expected.items()
                  if key != "vocab" and found.get(key) != value]
         if found.get("vocab") not in (None, expected["vocab"]):
-            diffs.append("the vocabulary differs (was it pretrained on another corpus?)")
+            theirs, ours = found["vocab"], expected["vocab"]
+            diffs.append(f"the vocabulary differs: {len(theirs)} characters in the file vs {len(ours)} here "
+                         f"(only in the file: {''.join(sorted(set(theirs) - set(ours)))!r}, only here: "
+                         f"{''.join(sorted(set(ours) - set(theirs)))!r}; was it pretrained on another corpus?)")
         if diffs:
             raise UserError(f"params file {path} does not fit the model: " + "; ".join(diffs))
     # the course's files carry the causal-mask buffers that we rebuild instead

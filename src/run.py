@@ -21,7 +21,8 @@ from decoding import encode_question, predict_places
 from model import GPT, VARIANTS, config_for_variant
 from params import load_params, save_params
 from trainer import Trainer, TrainerConfig
-from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text, resolve_device, set_seed
+from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
+                   set_seed)
 
 
 def parse_args(argv=None):
@@ -54,6 +55,10 @@ def parse_args(argv=None):
     p.add_argument("--plain", action="store_true",
                    help="turn every speed feature off: plain attention, fp32, one-by-one decoding")
     p.add_argument("--no_tensorboard", action="store_true")
+    p.add_argument("--save_every", type=int, default=10,
+                   help="epochs between resumable checkpoints at WRITING_PARAMS_PATH.ckpt (0: only on Ctrl-C)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     args = p.parse_args(argv)
     if args.variant == "perceiver" and not 1 <= args.bottleneck_dim <= args.block_size:
         p.error(f"--bottleneck_dim must be between 1 and the block size {args.block_size}")
@@ -111,7 +116,12 @@ def require(value, flag, function):
     return value
 
 
-def train(model, dataset, trainer_config, setup):
+def train(model, dataset, trainer_config, setup, args):
+    trainer_config.resume_path = args.writing_params_path + ".ckpt"
+    trainer_config.save_every = args.save_every
+    trainer_config.resume = args.resume
+    if args.resume and not os.path.exists(trainer_config.resume_path):
+        print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
     trainer_config.device = setup.device
     trainer_config.amp_dtype = setup.amp_dtype
     trainer_config.fused_adamw = setup.device.type == "cuda" and setup.fused_attention
@@ -126,20 +136,29 @@ def train(model, dataset, trainer_config, setup):
     print(f"{trainer_config.desc} took {time.time() - started:.1f} s", flush=True)
 
 
+def finish(model, args, itos):
+    """Write the params, then drop the resumable checkpoint that is no longer needed."""
+    save_params(model, args.writing_params_path, args.variant, itos)
+    if os.path.exists(args.writing_params_path + ".ckpt"):
+        os.remove(args.writing_params_path + ".ckpt")
+    print(f"params written to {args.writing_params_path}")
+
+
 def pretrain(args, setup, pretrain_dataset, model):
     out = require(args.writing_params_path, "--writing_params_path", "pretrain")
+    check_output_dir(out, "--writing_params_path")  # before training, not after
     block = args.block_size
     config = TrainerConfig(max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
                            learning_rate=args.pretrain_lr, lr_decay=True, warmup_tokens=512 * 20,
                            final_tokens=650 * len(pretrain_dataset) * block, writer=tensorboard_writer(args),
                            desc="pretrain")
-    train(model, pretrain_dataset, config, setup)
-    save_params(model, out, args.variant, pretrain_dataset.itos)
-    print(f"params written to {out}")
+    train(model, pretrain_dataset, config, setup, args)
+    finish(model, args, pretrain_dataset.itos)
 
 
 def finetune(args, setup, pretrain_dataset, model):
     out = require(args.writing_params_path, "--writing_params_path", "finetune")
+    check_output_dir(out, "--writing_params_path")  # before training, not after
     path = require(args.finetune_corpus_path, "--finetune_corpus_path", "finetune")
     finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
     if args.reading_params_path:
@@ -149,9 +168,8 @@ def finetune(args, setup, pretrain_dataset, model):
                            lr_decay=True, warmup_tokens=512 * 20,
                            final_tokens=200 * len(pretrain_dataset) * args.block_size,
                            writer=tensorboard_writer(args), desc="finetune")
-    train(model, finetune_dataset, config, setup)
-    save_params(model, out, args.variant, pretrain_dataset.itos)
-    print(f"params written to {out}")
+    train(model, finetune_dataset, config, setup, args)
+    finish(model, args, pretrain_dataset.itos)
 
 
 def evaluate(args, setup, pretrain_dataset, model):
@@ -162,10 +180,13 @@ def evaluate(args, setup, pretrain_dataset, model):
     if not os.path.isdir(out_dir):
         raise UserError(f"the directory of --outputs_path does not exist: {out_dir}")
     load_params(model, params, args.variant, pretrain_dataset.itos)
-    questions = [line.split("\t")[0] for line in read_lines(path, "evaluation corpus")]
+    # (line number in the file, question) of the non-blank lines, so that warnings name the right line
+    numbered = [(number, line.split("\t")[0])
+                for number, line in enumerate(read_text(path, "evaluation corpus").split("\n"), 1) if line.strip()]
+    questions = [question for _, question in numbered]
     if not questions:
         raise UserError(f"evaluation corpus {path} has no questions")
-    for number, question in enumerate(questions, 1):
+    for number, question in numbered:
         ids, unknown = encode_question(question, pretrain_dataset.stoi)
         if unknown:
             print(f"warning: {path} line {number}: characters {''.join(unknown)!r} are not in the vocabulary "
@@ -204,4 +225,5 @@ if __name__ == "__main__":
     except UserError as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit("interrupted")
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

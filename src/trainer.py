@@ -5,8 +5,10 @@ seen, a progress bar and TensorBoard logging.
 """
 import math
 import os
+import random
 import sys
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -26,8 +28,15 @@ class TrainerConfig:
     lr_decay = False
     warmup_tokens = 375e6
     final_tokens = 260e9
-    # checkpoint written (atomically) at the end of every epoch
+    # model state dict written (atomically) at the end of every epoch
     ckpt_path = None
+    # full training state (model, optimizer, tokens, position, RNG) for --resume: written
+    # every save_every epochs (0: never) and on Ctrl-C; read when resume is set
+    resume_path = None
+    save_every = 0
+    resume = False
+    # an iterable of (x, y) batches with __len__ used instead of a DataLoader (e.g. corruption.CorruptionBatches)
+    train_loader = None
     # data loader
     num_workers = 0
     # TensorBoard SummaryWriter or None
@@ -42,6 +51,12 @@ class TrainerConfig:
     def __init__(self, **kwargs):
         for k, v in kwargs.items():
             setattr(self, k, v)
+
+
+def raw(model):
+    """The model itself, under torch.compile's or DistributedDataParallel's wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
 
 
 class NonFiniteLossError(UserError):
@@ -110,37 +125,77 @@ class Trainer:
     def train(self):
         model, cfg = self.model, self.config
         optimizer = make_optimizer(model, cfg)
-        train_loader = self.loader(self.train_dataset, shuffle=True)
+        train_loader = cfg.train_loader or self.loader(self.train_dataset, shuffle=True)
         test_loader = self.loader(self.test_dataset, shuffle=False) if self.test_dataset is not None else None
-        total_steps = cfg.max_epochs * len(train_loader)
-        bar = tqdm(total=total_steps, desc=cfg.desc, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+        n_batches = len(train_loader)
+        self.epoch, self.iteration = 0, 0  # where training stands: batches done in this epoch
+        if cfg.resume and cfg.resume_path and os.path.exists(cfg.resume_path):
+            self.load_training_state(optimizer)
+        bar = tqdm(total=cfg.max_epochs * n_batches, initial=self.epoch * n_batches + self.iteration, desc=cfg.desc,
+                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
         model.train()
-        for epoch in range(cfg.max_epochs):
-            for it, (x, y) in enumerate(train_loader):
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                # the course counts every target position, PAD included
-                self.tokens += y.numel()
-                lr = learning_rate_at(cfg, self.tokens)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with self.autocast():
-                    _, loss = model(x, y)
-                model.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_norm_clip)
-                optimizer.step()
-                self.step += 1
-                if self.step % cfg.log_every == 0 or it == len(train_loader) - 1:
-                    self.log(loss.item(), lr, epoch, it, bar)
-                bar.update(1)
-            if test_loader is not None:
-                test_loss = self.run_test(test_loader)
-                bar.write(f"epoch {epoch + 1}: test loss {test_loss:.5f}")
-                if cfg.writer is not None:
-                    cfg.writer.add_scalar("test/loss", test_loss, self.step)
-            if cfg.ckpt_path is not None:
-                save_state_dict(model.state_dict(), cfg.ckpt_path)
-        bar.close()
+        try:
+            while self.epoch < cfg.max_epochs:
+                # after a resume mid-epoch, only the batches that epoch still owed are run
+                for it, (x, y) in enumerate(train_loader, start=self.iteration):
+                    if it >= n_batches:
+                        break
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    # the course counts every target position, PAD included
+                    tokens = self.tokens + y.numel()
+                    lr = learning_rate_at(cfg, tokens)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    with self.autocast():
+                        _, loss = model(x, y)
+                    model.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_norm_clip)
+                    optimizer.step()
+                    self.tokens, self.step, self.iteration = tokens, self.step + 1, it + 1
+                    if self.step % cfg.log_every == 0 or it == n_batches - 1:
+                        self.log(loss.item(), lr, self.epoch, it, bar)
+                    bar.update(1)
+                self.epoch, self.iteration = self.epoch + 1, 0
+                if test_loader is not None:
+                    test_loss = self.run_test(test_loader)
+                    bar.write(f"epoch {self.epoch}: test loss {test_loss:.5f}")
+                    if cfg.writer is not None:
+                        cfg.writer.add_scalar("test/loss", test_loss, self.step)
+                if cfg.ckpt_path is not None:
+                    save_state_dict(raw(model).state_dict(), cfg.ckpt_path)
+                if cfg.resume_path and cfg.save_every and self.epoch % cfg.save_every == 0:
+                    self.save_training_state(optimizer)
+        except KeyboardInterrupt:
+            if cfg.resume_path:
+                self.save_training_state(optimizer)
+                bar.write(f"interrupted at epoch {self.epoch + 1}, iteration {self.iteration}: training state "
+                          f"saved to {cfg.resume_path}; run the same command with --resume to continue")
+            raise
+        finally:
+            bar.close()
+
+    def save_training_state(self, optimizer):
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        save_state_dict({"model": raw(self.model).state_dict(), "optimizer": optimizer.state_dict(),
+                         "tokens": self.tokens, "step": self.step, "epoch": self.epoch,
+                         "iteration": self.iteration, "rng": rng}, self.config.resume_path)
+
+    def load_training_state(self, optimizer):
+        # our own file, holding Python and NumPy RNG states: not loadable with weights_only
+        state = torch.load(self.config.resume_path, map_location=self.device, weights_only=False)
+        raw(self.model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        self.tokens, self.step = state["tokens"], state["step"]
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        print(f"resuming from {self.config.resume_path}: epoch {self.epoch + 1}, iteration {self.iteration}, "
+              f"{self.tokens:,} tokens seen", flush=True)
 
     def log(self, loss, lr, epoch, it, bar):
         if not math.isfinite(loss):

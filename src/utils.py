@@ -45,11 +45,16 @@ def read_lines(path, what="file"):
     return [line for line in read_text(path, what).split("\n") if line.strip()]
 
 
-def atomic_write_text(path, text):
-    """Write text via a temporary file and a rename, so a crash never leaves half a file."""
+def check_output_dir(path, what="output file"):
+    """UserError unless the directory that path would be written into exists."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UserError(f"output directory does not exist: {directory}")
+        raise UserError(f"the directory of the {what} {path} does not exist: {directory}")
+
+
+def atomic_write_text(path, text):
+    """Write text via a temporary file and a rename, so a crash never leaves half a file."""
+    check_output_dir(path)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

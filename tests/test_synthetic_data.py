@@ -266,3 +266,15 @@ def test_check_real_corrupted(tmp_path):
     assert r.returncode != 0
     assert "MISMATCH" in r.stdout and "birth_dev.tsv" in r.stdout
     assert r.stdout.count("OK") == 3
+
+
+@pytest.mark.parametrize("n_people,seed", [(20, 0), (20, 1), (20, 2), (50, 7), (1000, 0)])
+def test_question_files_fit_the_wiki_vocabulary(tmp_path, n_people, seed):
+    """Every character of the question files (questions and answers) occurs in wiki.txt,
+    whose characters are the vocabulary (SPEC §2): else finetuning refuses the file."""
+    paths = gen.make_corpus(str(tmp_path), n_people=n_people, seed=seed)
+    vocab = set(read(paths["wiki"]))
+    for k in ("train", "dev", "test_inputs", "test"):
+        for line in lines(paths[k]):
+            fields = line.split("\t")
+            assert set("".join(fields)) <= vocab, (k, line, sorted(set("".join(fields)) - vocab))

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Every assignment run by name, plus setup, demo, test and all.  ./run.sh help
+#
+#   ./run.sh setup                 create .venv from requirements.txt (done on demand by the rest)
+#   ./run.sh demo [VARIANT]        synthetic corpus, small model, the whole experiment in minutes on a CPU
+#   ./run.sh test                  the pytest suite
+#   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
+#   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
+#
+# Real data is looked up in the repo root, then data/ (see data/README.md); --synthetic uses
+# data/synthetic/ instead (generated if missing). Extra options for src/run.py go in RUN_ARGS,
+# e.g. RUN_ARGS="--n_layer 2 --n_embd 64 --pretrain_epochs 5" ./run.sh --synthetic all
+# Environment: DATA_DIR (where to look for real data), SYNTHETIC_DIR (default data/synthetic), RESULTS_DIR
+# (default results: logs/, synthetic/ and demo-*/ go there); relative paths are from the repo root.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+PY="$ROOT/.venv/bin/python"
+VARIANTS="vanilla rope perceiver synthesizer"
+RESULTS=${RESULTS_DIR:-results}
+
+setup() {
+  if [ -x "$PY" ] && "$PY" -c "import torch, tqdm, numpy, tensorboard, pytest, hypothesis, matplotlib" 2>/dev/null; then
+    return 0
+  fi
+  echo "setting up .venv from requirements.txt ..."
+  python3 -m venv .venv
+  "$PY" -m pip install --quiet --upgrade pip >/dev/null || true
+  "$PY" -m pip install --quiet -r requirements.txt
+}
+
+# ---------------------------------------------------------------- data and logging
+SYNTHETIC=0
+data_dir() {
+  if [ "$SYNTHETIC" = 1 ]; then
+    local S=${SYNTHETIC_DIR:-data/synthetic}
+    [ -f "$S/wiki.txt" ] || "$PY" data/make_synthetic_corpus.py --out "$S" >&2
+    echo "$S"; return
+  fi
+  for d in ${DATA_DIR:-. data}; do
+    if [ -f "$d/wiki.txt" ]; then echo "$d"; return; fi
+  done
+  echo "error: wiki.txt not found in ${DATA_DIR:-the repo root or data/}. Get the real files as data/README.md says," >&2
+  echo "       or use the synthetic corpus: ./run.sh --synthetic TARGET" >&2
+  exit 1
+}
+
+# outputs: handout file names in the repo root for real data, results/synthetic/ otherwise
+out_dir() { if [ "$SYNTHETIC" = 1 ]; then mkdir -p "$RESULTS/synthetic"; echo "$RESULTS/synthetic"; else echo .; fi; }
+
+# run NAME CMD...: run and log to results/logs/NAME.log as well as the terminal
+run() {
+  local name=$1; shift
+  mkdir -p "$RESULTS/logs"
+  echo "+ $*" | tee "$RESULTS/logs/$name.log"
+  "$@" 2>&1 | tee -a "$RESULTS/logs/$name.log"
+}
+
+bottleneck() { [ "$1" = perceiver ] && echo "--bottleneck_dim 64" || true; }
+
+# ---------------------------------------------------------------- the runs of the handouts
+target() {
+  local t=$1 D O
+  D=$(data_dir); O=$(out_dir)
+  local W="$D/wiki.txt" TRAIN="$D/birth_places_train.tsv" DEV="$D/birth_dev.tsv" TEST="$D/birth_test_inputs.tsv"
+  # shellcheck disable=SC2086
+  case "$t" in
+    vanilla_finetune_without_pretrain)
+      run "$t" "$PY" src/run.py finetune vanilla "$W" --writing_params_path "$O/vanilla.model.params" \
+        --finetune_corpus_path "$TRAIN" ${RUN_ARGS:-} ;;
+    vanilla_eval_dev_without_pretrain)
+      run "$t" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
+        --eval_corpus_path "$DEV" --outputs_path "$O/vanilla.nopretrain.dev.predictions" ${RUN_ARGS:-} ;;
+    vanilla_eval_test_without_pretrain)
+      run "$t" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
+        --eval_corpus_path "$TEST" --outputs_path "$O/vanilla.nopretrain.test.predictions" ${RUN_ARGS:-} ;;
+    *_finetune_with_pretrain)
+      local v=${t%_finetune_with_pretrain}
+      run "$t" "$PY" src/run.py finetune "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.pretrain.params" \
+        --writing_params_path "$O/$v.finetune.params" --finetune_corpus_path "$TRAIN" ${RUN_ARGS:-} ;;
+    *_eval_dev_with_pretrain)
+      local v=${t%_eval_dev_with_pretrain}
+      run "$t" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
+        --eval_corpus_path "$DEV" --outputs_path "$O/$v.pretrain.dev.predictions" ${RUN_ARGS:-} ;;
+    *_eval_test_with_pretrain)
+      local v=${t%_eval_test_with_pretrain}
+      run "$t" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
+        --eval_corpus_path "$TEST" --outputs_path "$O/$v.pretrain.test.predictions" ${RUN_ARGS:-} ;;
+    *_pretrain)  # after the *_with_pretrain patterns, which it would also match
+      local v=${t%_pretrain}
+      run "$t" "$PY" src/run.py pretrain "$v" "$W" $(bottleneck "$v") --pretrain_lr 6e-3 \
+        --writing_params_path "$O/$v.pretrain.params" ${RUN_ARGS:-} ;;
+    london_baseline)
+      run "$t" "$PY" src/london_baseline.py --eval_corpus_path "$DEV" --outputs_path "$O/london_baseline_accuracy.txt" ;;
+    *) echo "error: unknown target '$t' (./run.sh help lists them)" >&2; exit 2 ;;
+  esac
+}
+
+# target name, its output, and the inputs it depends on (for `all`)
+plan() {
+  local O; O=$(out_dir)
+  echo "london_baseline $O/london_baseline_accuracy.txt DEV"
+  echo "vanilla_finetune_without_pretrain $O/vanilla.model.params WIKI TRAIN"
+  echo "vanilla_eval_dev_without_pretrain $O/vanilla.nopretrain.dev.predictions $O/vanilla.model.params DEV"
+  echo "vanilla_eval_test_without_pretrain $O/vanilla.nopretrain.test.predictions $O/vanilla.model.params TEST"
+  for v in $VARIANTS; do
+    echo "${v}_pretrain $O/$v.pretrain.params WIKI"
+    echo "${v}_finetune_with_pretrain $O/$v.finetune.params $O/$v.pretrain.params TRAIN"
+    echo "${v}_eval_dev_with_pretrain $O/$v.pretrain.dev.predictions $O/$v.finetune.params DEV"
+    echo "${v}_eval_test_with_pretrain $O/$v.pretrain.test.predictions $O/$v.finetune.params TEST"
+  done
+}
+
+all() {
+  local D; D=$(data_dir)
+  plan | while read -r name output inputs; do
+    local stale=0
+    [ -f "$output" ] || stale=1
+    for i in $inputs; do
+      case "$i" in WIKI) i="$D/wiki.txt" ;; TRAIN) i="$D/birth_places_train.tsv" ;;
+                   DEV) i="$D/birth_dev.tsv" ;; TEST) i="$D/birth_test_inputs.tsv" ;; esac
+      [ "$stale" = 1 ] || [ "$i" -ot "$output" ] || stale=1
+    done
+    if [ "$stale" = 1 ]; then target "$name" </dev/null; else echo "up to date: $name ($output)"; fi
+  done
+}
+
+help() {
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  echo
+  echo "Targets:"
+  plan | while read -r name output _; do printf "  %-36s -> %s\n" "$name" "$output"; done
+  echo "  all                                  every target above in order, skipping those already up to date"
+}
+
+# ---------------------------------------------------------------- demo: the experiment in minutes on a CPU
+demo() {
+  local variant=${1:-vanilla}
+  local O="$RESULTS/demo-$variant" D=${SYNTHETIC_DIR:-data/synthetic}
+  mkdir -p "$O"
+  [ -f "$D/wiki.txt" ] || "$PY" data/make_synthetic_corpus.py --out "$D" --people "${DEMO_PEOPLE:-500}"
+  # a small model and short schedules: the demo's own settings, not the assignment recipe
+  local small="--n_layer 2 --n_head 4 --n_embd 64 --dropout 0 --device cpu --tb_expt_name demo"
+  local W="$D/wiki.txt" started=$SECONDS
+  # shellcheck disable=SC2086
+  {
+    run demo_baseline "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
+      --most_common_from "$D/birth_places_train.tsv" --outputs_path "$O/baseline_accuracy.txt"
+    run demo_finetune_without_pretrain "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
+      --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-40}" --writing_params_path "$O/nopretrain.params" \
+      --finetune_corpus_path "$D/birth_places_train.tsv"
+    run demo_eval_without_pretrain "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
+      --reading_params_path "$O/nopretrain.params" --eval_corpus_path "$D/birth_dev.tsv" \
+      --outputs_path "$O/nopretrain.dev.predictions"
+    run demo_pretrain "$PY" src/run.py pretrain "$variant" "$W" $small $(bottleneck "$variant") \
+      --pretrain_epochs "${DEMO_PRETRAIN_EPOCHS:-250}" --writing_params_path "$O/pretrain.params"
+    run demo_finetune_with_pretrain "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
+      --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-40}" --reading_params_path "$O/pretrain.params" \
+      --writing_params_path "$O/finetune.params" --finetune_corpus_path "$D/birth_places_train.tsv"
+    run demo_eval_with_pretrain "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
+      --reading_params_path "$O/finetune.params" --eval_corpus_path "$D/birth_dev.tsv" \
+      --outputs_path "$O/pretrain.dev.predictions"
+  }
+  local seconds=$((SECONDS - started))
+  accuracy() { grep -o 'Correct: .*' "$RESULTS/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
+  echo
+  echo "Demo results ($variant, synthetic corpus, dev set, $(nproc) CPU cores, ${seconds} s):"
+  printf "  %-34s %s\n" "most common place baseline" "$(accuracy demo_baseline)"
+  printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy demo_eval_without_pretrain)"
+  printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy demo_eval_with_pretrain)"
+}
+
+# ---------------------------------------------------------------- dispatch
+while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
+  case "$1" in
+    --synthetic) SYNTHETIC=1 ;;
+    *) echo "error: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  help|-h) help ;;
+  setup) setup ;;
+  test) setup; exec "$PY" -m pytest -q tests "$@" ;;
+  demo) setup; demo "$@" ;;
+  report) setup; exec "$PY" src/report.py --logs "$RESULTS/logs" --out "$RESULTS" "$@" ;;
+  all) setup; all ;;
+  *) setup; target "$cmd" ;;
+esac

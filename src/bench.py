@@ -1,0 +1,314 @@
+"""
+Speed measurements of the three hot paths, fast against plain:
+
+    python src/bench.py train [--plain] [--device D] [--steps N] [--compile]   -> tokens_per_s
+    python src/bench.py data  [--plain] [--device D] [--steps N]               -> examples_per_s
+    python src/bench.py eval  [--plain] [--device D] [--questions N] [--params P]  -> questions_per_s
+
+Each measurement prints ONE JSON object on stdout (notes go to stderr), with `what`,
+`variant`, `device`, `path` ("fast" or "plain"), the figure, and its context.
+
+train  optimizer steps of the full recipe shape by default (batch 128, block 128, 4/8/256,
+       AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
+       fast: fused attention, CorruptionBatches on the device; on CUDA also bf16 autocast,
+       TF32 and fused AdamW. plain: plain attention, fp32, per-example CharCorruptionDataset
+       through a DataLoader (num_workers 0). Full batches only (drop_last), so every step has
+       the same shape. --compile: torch.compile the model (skipped with a note if it fails).
+data   the span-corruption pipeline alone, batches delivered on the device.
+       plain: CharCorruptionDataset through a DataLoader; fast: CorruptionBatches.
+eval   decoding.predict_places on a dev file (default: a synthetic one, made into a
+       temporary folder). plain: batched=False (the course's decoder, one question at a
+       time, no cache); fast: batched=True (length-grouped batches, KV cache, early stop).
+       A randomly initialised model never emits ⁇, so the fast decoder cannot stop early:
+       measure with --params (a trained model; its sizes and vocabulary are read from the
+       file) as well.
+
+Without --corpus, the corpus is the synthetic one (data/make_synthetic_corpus.py), made
+in a temporary folder large enough to hold --questions dev questions.
+"""
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from corruption import CorruptionBatches
+from dataset import CharCorruptionDataset
+from decoding import predict_places
+from model import GPT, VARIANTS, config_for_variant
+from params import META_KEY, load_params
+from trainer import TrainerConfig, make_optimizer
+from utils import UserError, read_lines, read_text, resolve_device, set_seed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    p.add_argument("what", choices=["train", "data", "eval"])
+    p.add_argument("--variant", choices=VARIANTS, default="vanilla")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
+    p.add_argument("--plain", action="store_true", help="measure the plain path instead of the fast one")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed optimizer steps (train; default 20 on CUDA, 3 on CPU) or batches (data; 200)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps/batches first (train: 5 on CUDA, 1 on CPU; data: 5), "
+                        "questions for eval (8)")
+    p.add_argument("--batch_size", type=int, default=None, help="default 128 (train, data), 256 (eval)")
+    p.add_argument("--block_size", type=int, default=128)
+    p.add_argument("--n_layer", type=int, default=4)
+    p.add_argument("--n_head", type=int, default=8)
+    p.add_argument("--n_embd", type=int, default=256)
+    p.add_argument("--bottleneck_dim", type=int, default=32)
+    p.add_argument("--questions", type=int, default=500, help="eval: questions decoded (the first N of the file)")
+    p.add_argument("--params", default=None, help="eval: a params file (sizes and vocabulary from it)")
+    p.add_argument("--corpus", default=None, help="pretraining corpus (default: synthetic, made on the fly)")
+    p.add_argument("--dev", default=None, help="eval: question<TAB>answer file (default: synthetic)")
+    p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
+    p.add_argument("--repeat", type=int, default=1, help="measurements in a row (one JSON line each)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def note(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def context(args, device, fast):
+    """Keys every measurement carries."""
+    cuda = device.type == "cuda"
+    info = {"what": args.what, "variant": args.variant, "device": device.type, "path": "fast" if fast else "plain",
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# data -----------------------------------------------------------------------------------------
+
+def synthetic_files(args, folder):
+    """Paths of a synthetic corpus with at least --questions dev questions, made in folder."""
+    spec = importlib.util.spec_from_file_location("make_synthetic_corpus",
+                                                  os.path.join(REPO, "data", "make_synthetic_corpus.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    people = max(1000, math.ceil(args.questions * 2937 / 500) + 1)  # dev is 500/2937 of the people
+    return module.make_corpus(folder, n_people=people, seed=args.seed)
+
+
+def batches_forever(loader):
+    while True:
+        yield from loader
+
+
+def batch_source(args, dataset, device, fast, batch_size):
+    """An endless iterator of full (x, y) batches on the device, and a description of it."""
+    if fast:
+        loader = CorruptionBatches(dataset, batch_size, device=device, seed=args.seed, drop_last=True)
+        what = "CorruptionBatches"
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True,
+                            pin_memory=device.type == "cuda")
+        what = "CharCorruptionDataset + DataLoader(num_workers=0)"
+    if len(loader) == 0:
+        raise UserError(f"the corpus has fewer documents ({len(dataset)}) than a batch ({batch_size})")
+
+    def on_device():
+        for x, y in batches_forever(loader):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return on_device(), what
+
+
+def bench_data(args, device, fast, corpus):
+    dataset = CharCorruptionDataset(corpus, args.block_size)
+    batch_size = args.batch_size or 128
+    steps, warmup = args.steps or 200, 5 if args.warmup is None else args.warmup
+    source, what = batch_source(args, dataset, device, fast, batch_size)
+    for _ in range(warmup):
+        next(source)
+    synchronize(device)
+    started = time.perf_counter()
+    examples = 0
+    for _ in range(steps):
+        x, _ = next(source)
+        examples += x.size(0)
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    return {"examples_per_s": examples / seconds, "examples": examples, "batches": steps, "seconds": seconds,
+            "batch_size": batch_size, "block_size": args.block_size, "documents": len(dataset), "pipeline": what}
+
+
+# train ----------------------------------------------------------------------------------------
+
+def model_config(args, vocab_size, fast):
+    if args.n_embd % args.n_head:
+        raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
+    return config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
+                              n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, fused_attention=fast)
+
+
+def bench_train(args, device, fast, corpus):
+    cuda = device.type == "cuda"
+    dataset = CharCorruptionDataset(corpus, args.block_size)
+    batch_size = args.batch_size or 128
+    steps = args.steps or (20 if cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    model = GPT(model_config(args, dataset.vocab_size, fast)).to(device)
+    model.train()
+    amp_dtype = torch.bfloat16 if fast and cuda and torch.cuda.is_bf16_supported() else None
+    config = TrainerConfig(learning_rate=6e-3, fused_adamw=fast and cuda)
+    optimizer = make_optimizer(model, config)
+    source, pipeline = batch_source(args, dataset, device, fast, batch_size)
+    forward = model
+    compiled = False
+    if args.compile:
+        try:
+            forward = torch.compile(model)
+            compiled = True
+        except Exception as e:  # noqa: BLE001 - any failure means "measure without it"
+            note(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); measuring the eager model")
+
+    def step():
+        x, y = next(source)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            _, loss = forward(x, y)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
+        optimizer.step()
+        return loss, y.numel()
+
+    warmup_started = time.perf_counter()
+    try:
+        for _ in range(warmup):
+            step()
+        synchronize(device)
+    except Exception as e:  # noqa: BLE001 - compilation happens on the first call
+        if not compiled:
+            raise
+        note(f"torch.compile failed on the first steps ({type(e).__name__}: {str(e)[:300]}); "
+             f"measuring the eager model")
+        forward, compiled = model, False
+        for _ in range(warmup):
+            step()
+        synchronize(device)
+    warmup_seconds = time.perf_counter() - warmup_started
+    started = time.perf_counter()
+    tokens = 0
+    for _ in range(steps):
+        loss, n = step()
+        tokens += n
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    return {"tokens_per_s": tokens / seconds, "steps": steps, "tokens": tokens, "seconds": seconds,
+            "step_ms": 1000 * seconds / steps, "warmup_steps": warmup, "warmup_seconds": warmup_seconds,
+            "batch_size": batch_size, "block_size": args.block_size, "n_layer": args.n_layer,
+            "n_head": args.n_head, "n_embd": args.n_embd, "n_params": sum(p.numel() for p in model.parameters()),
+            "fused_attention": fast, "dtype": "bf16 autocast" if amp_dtype else "float32",
+            "tf32": fast and cuda, "fused_adamw": config.fused_adamw, "compiled": compiled, "data": pipeline,
+            "final_loss": loss.item()}
+
+
+# eval -----------------------------------------------------------------------------------------
+
+def params_description(path):
+    """What a params file says about the model that wrote it (None for files of other origin)."""
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"params file not found: {path}") from None
+    return getattr(state_dict, "_metadata", {}).get(META_KEY)
+
+
+def bench_eval(args, device, fast, corpus, dev_path):
+    itos = None
+    if args.params:
+        found = params_description(args.params)
+        if found:  # the model's own sizes and vocabulary
+            args.variant = found["variant"]
+            for key in ("n_layer", "n_head", "n_embd", "block_size"):
+                setattr(args, key, found[key])
+            args.bottleneck_dim = found["bottleneck_dim"] or args.bottleneck_dim
+            itos = list(found["vocab"])
+        else:
+            note(f"{args.params} does not describe its model: sizes from the options, vocabulary from the corpus")
+    if itos is None:
+        itos = CharCorruptionDataset(corpus, args.block_size).itos
+    stoi = {c: i for i, c in enumerate(itos)}
+    model = GPT(model_config(args, len(itos), fast)).to(device)
+    if args.params:
+        load_params(model, args.params, args.variant, itos)
+    model.eval()
+    rows = [line.split("\t") for line in read_lines(dev_path, "dev file")][:args.questions]
+    questions = [row[0] for row in rows]
+    batch_size = args.batch_size or 256
+    warmup = 8 if args.warmup is None else args.warmup
+    if warmup:
+        predict_places(model, questions[:warmup], stoi, itos, device, batched=fast, batch_size=batch_size,
+                       progress=False)
+    synchronize(device)
+    started = time.perf_counter()
+    answers = predict_places(model, questions, stoi, itos, device, batched=fast, batch_size=batch_size,
+                             progress=False)
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    result = {"questions_per_s": len(questions) / seconds, "questions": len(questions), "seconds": seconds,
+              "model": args.params or "random init", "n_layer": args.n_layer, "n_head": args.n_head,
+              "n_embd": args.n_embd, "block_size": args.block_size,
+              "n_params": sum(p.numel() for p in model.parameters()), "fused_attention": fast,
+              "decoder": "batched, KV cache" if fast else "one question at a time (utils.sample)",
+              "batch_size": batch_size if fast else 1, "dtype": "float32", "tf32": fast and device.type == "cuda",
+              "mean_answer_chars": sum(map(len, answers)) / max(1, len(answers))}
+    if all(len(row) > 1 for row in rows):
+        correct = sum(row[1].strip() == answer for row, answer in zip(rows, answers))
+        result.update(correct=correct, accuracy=correct / max(1, len(rows)))
+    return result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    fast = not args.plain
+    if device.type == "cuda" and fast:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    with tempfile.TemporaryDirectory(prefix="bench_") as folder:
+        synthetic = None
+        if args.corpus is None or (args.what == "eval" and args.dev is None):
+            synthetic = synthetic_files(args, folder)
+        corpus = read_text(args.corpus, "corpus") if args.corpus else read_text(synthetic["wiki"], "corpus")
+        dev_path = args.dev or (synthetic["dev"] if synthetic else None)
+        for _ in range(args.repeat):
+            set_seed(args.seed)
+            if args.what == "train":
+                figures = bench_train(args, device, fast, corpus)
+            elif args.what == "data":
+                figures = bench_data(args, device, fast, corpus)
+            else:
+                figures = bench_eval(args, device, fast, corpus, dev_path)
+            result = {**context(args, device, fast), **figures}
+            result["corpus"] = args.corpus or "synthetic"
+            if args.what == "eval":
+                result["dev"] = args.dev or "synthetic"
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,318 @@
+"""End-to-end tests of the command line (SPEC §8): src/run.py pretrain -> finetune -> evaluate
+on a tiny synthetic corpus, its error handling, and src/london_baseline.py."""
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "src", "run.py")
+LONDON = os.path.join(ROOT, "src", "london_baseline.py")
+TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--dropout", "0", "--pretrain_epochs", "2",
+        "--finetune_epochs", "2", "--no_tensorboard", "--device", "cpu"]
+CORRECT = re.compile(r"Correct: (\d+) out of (\d+): ([\d.]+)%")
+ENV = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+
+
+def load_generator():
+    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
+    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def start(script, *args, cwd):
+    return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=cwd, env=ENV, text=True,
+                            encoding="utf-8", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run(*args, cwd, script=RUN):
+    return finish(start(script, *args, cwd=cwd))
+
+
+# Runs a script as __main__ once per case inside one interpreter, so that the many quick
+# bad-input runs share one torch import. What a case leaves on stdout/stderr and its exit
+# status are what `python SCRIPT ARGS...` gives: an uncaught exception prints its traceback
+# and exits 1, sys.exit("message") prints the message and exits 1.
+DRIVER = r"""
+import contextlib, io, json, os, runpy, sys, traceback
+cases = json.load(sys.stdin)
+sys.path.insert(0, os.path.join(cases["root"], "src"))
+results = {}
+for name, (script, argv, cwd) in cases["cases"].items():
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    os.chdir(cwd)
+    sys.argv = [script, *argv]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[name] = [code, out.getvalue(), err.getvalue()]
+json.dump(results, sys.__stdout__)
+"""
+
+
+def run_in_one_interpreter(cases):
+    """{name: (script, args, cwd)} -> {name: CompletedProcess}; see DRIVER."""
+    payload = {"root": ROOT, "cases": {name: (script, [str(a) for a in args], str(cwd))
+                                       for name, (script, args, cwd) in cases.items()}}
+    proc = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(payload), capture_output=True,
+                          text=True, encoding="utf-8", env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return {name: subprocess.CompletedProcess(cases[name][1], code, out, err)
+            for name, (code, out, err) in json.loads(proc.stdout).items()}
+
+
+def ok(result):
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def lines_of(path):
+    with open(path, encoding="utf-8") as f:
+        return [line for line in f.read().split("\n") if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def corpus(work):
+    return load_generator().make_corpus(str(work / "data"), n_people=50, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pretrained(work, corpus):
+    path = work / "vanilla.pretrain.params"
+    result = ok(run("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", path, *TINY, cwd=work))
+    return path, result
+
+
+@pytest.fixture(scope="module")
+def finetuned(work, corpus, pretrained):
+    path = work / "vanilla.finetune.params"
+    result = ok(run("finetune", "vanilla", corpus["wiki"], "--reading_params_path", pretrained[0],
+                    "--writing_params_path", path, "--finetune_corpus_path", corpus["train"], *TINY, cwd=work))
+    return path, result
+
+
+def test_pretrain_writes_params(work, pretrained):
+    path, result = pretrained
+    assert path.is_file()
+    state = torch.load(path)
+    assert "tok_emb.weight" in state and "pos_emb" in state
+    assert str(path) in result.stdout
+    assert not [name for name in os.listdir(work) if ".tmp" in name]
+    assert not (work / "expt").exists()  # --no_tensorboard
+
+
+def test_finetune_from_pretrained(pretrained, finetuned):
+    path, result = finetuned
+    assert path.is_file()
+    before, after = torch.load(pretrained[0]), torch.load(path)
+    assert set(before) == set(after)
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+
+
+def test_evaluate_dev(work, corpus, finetuned):
+    out = work / "vanilla.pretrain.dev.predictions"
+    result = ok(run("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", finetuned[0],
+                    "--eval_corpus_path", corpus["dev"], "--outputs_path", out, *TINY, cwd=work))
+    with open(out, encoding="utf-8") as f:
+        predictions = f.read().split("\n")
+    assert predictions[-1] == ""  # one line per prediction, each ending in a newline
+    predictions = predictions[:-1]
+    answers = [line.split("\t")[1] for line in lines_of(corpus["dev"])]
+    assert len(predictions) == len(answers)
+    assert all("\u2047" not in p and "\u25a1" not in p and len(p) <= 32 for p in predictions)
+    match = CORRECT.search(result.stdout)
+    assert match, result.stdout
+    correct, total, percent = int(match.group(1)), int(match.group(2)), float(match.group(3))
+    assert total == len(answers)
+    assert correct == sum(p == a for p, a in zip(predictions, answers))
+    assert percent == pytest.approx(100.0 * correct / total)
+
+
+def test_evaluate_test_inputs(work, corpus, finetuned):
+    out = work / "vanilla.pretrain.test.predictions"
+    result = ok(run("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", finetuned[0],
+                    "--eval_corpus_path", corpus["test_inputs"], "--outputs_path", out, *TINY, cwd=work))
+    assert f"Predictions written to {out}; no targets provided" in result.stdout
+    assert not CORRECT.search(result.stdout)
+    with open(out, encoding="utf-8") as f:
+        text = f.read()
+    assert text.endswith("\n") and text.count("\n") == len(lines_of(corpus["test_inputs"]))
+
+
+def test_evaluate_warns_naming_the_line(work, corpus, finetuned):
+    questions = lines_of(corpus["test_inputs"])[:3]
+    path = work / "odd_inputs.tsv"
+    # blank line 2 counts; line 3 has a character that is not in the vocabulary
+    path.write_text(questions[0] + "\n\n" + questions[1].replace("born", "b\u00f6rn") + "\n" + questions[2] + "\n",
+                    encoding="utf-8")
+    out = work / "odd.predictions"
+    result = ok(run("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", finetuned[0],
+                    "--eval_corpus_path", path, "--outputs_path", out, *TINY, cwd=work))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "line 3" in warnings[0] and "\u00f6" in warnings[0]
+    assert len(out.read_text(encoding="utf-8").split("\n")) == 3 + 1
+
+
+def test_finetune_without_pretraining(work, corpus):
+    path = work / "vanilla.model.params"
+    ok(run("finetune", "vanilla", corpus["wiki"], "--writing_params_path", path, "--finetune_corpus_path",
+           corpus["train"], *TINY, cwd=work))
+    state = torch.load(path)
+    assert "tok_emb.weight" in state
+
+
+# -----------------------------------------------------------------------------
+# bad input: one line "error: ..." on stderr, non-zero exit, no traceback
+
+@pytest.fixture(scope="module")
+def bad_runs(work, corpus, pretrained):
+    """Every bad-input run of src/run.py, in one interpreter (each is mostly start-up)."""
+    bad = work / "bad"
+    bad.mkdir()
+    (bad / "no_tab.tsv").write_text("Where was A born?\tParis\nWhere was B born? Paris\n", encoding="utf-8")
+    with open(corpus["wiki"], encoding="utf-8") as f:
+        wiki = f.read().split("\n")
+    (bad / "pad.txt").write_text("\n".join(wiki[:3] + [wiki[3] + " \u25a1"] + wiki[4:]), encoding="utf-8")
+    (bad / "mask.txt").write_text("\n".join(wiki[:1] + ["\u2047 " + wiki[1]] + wiki[2:]), encoding="utf-8")
+    params = pretrained[0]
+    cases = {
+        "missing_corpus": ("pretrain", "vanilla", bad / "missing_wiki.txt", "--writing_params_path",
+                           bad / "x.params"),
+        "no_tab": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "no_tab.tsv",
+                   "--writing_params_path", bad / "x.params"),
+        "pad_in_corpus": ("pretrain", "vanilla", bad / "pad.txt", "--writing_params_path", bad / "x.params"),
+        "mask_in_corpus": ("pretrain", "vanilla", bad / "mask.txt", "--writing_params_path", bad / "x.params"),
+        "other_variant": ("evaluate", "rope", corpus["wiki"], "--reading_params_path", params,
+                          "--eval_corpus_path", corpus["dev"], "--outputs_path", bad / "x.predictions"),
+        "unknown_variant": ("pretrain", "transformerxl", corpus["wiki"], "--writing_params_path",
+                            bad / "x.params"),
+        "outputs_dir_missing": ("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", params,
+                                "--eval_corpus_path", corpus["dev"], "--outputs_path",
+                                bad / "no_such_dir" / "x.predictions"),
+        "params_dir_missing": ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path",
+                               bad / "no_such_dir" / "x.params"),
+        "missing_params": ("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", bad / "nope.params",
+                           "--eval_corpus_path", corpus["dev"], "--outputs_path", bad / "x.predictions"),
+    }
+    results = run_in_one_interpreter({name: (RUN, [*args, *TINY], bad) for name, args in cases.items()})
+    assert not (bad / "x.params").exists() and not (bad / "x.predictions").exists()
+    return results
+
+
+EXPECTED = {  # what the one-line message must mention
+    "missing_corpus": ["missing_wiki.txt"],
+    "no_tab": ["no_tab.tsv", "line 2", "tab"],
+    "pad_in_corpus": ["line 4"],
+    "mask_in_corpus": ["line 2"],
+    "other_variant": ["vanilla", "rope"],
+    "outputs_dir_missing": ["no_such_dir"],
+    "params_dir_missing": ["no_such_dir"],
+    "missing_params": ["nope.params"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_bad_input_gives_one_line_error(bad_runs, case):
+    result = bad_runs[case]
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in EXPECTED[case]:
+        assert word in lines[0], (word, lines[0])
+    assert "took" not in result.stdout  # it stopped before any training
+
+
+def test_reserved_characters_named(bad_runs):
+    assert "\u25a1" in bad_runs["pad_in_corpus"].stderr or "U+25A1" in bad_runs["pad_in_corpus"].stderr
+    assert "\u2047" in bad_runs["mask_in_corpus"].stderr or "U+2047" in bad_runs["mask_in_corpus"].stderr
+
+
+def test_unknown_variant_is_an_argparse_error(bad_runs):
+    result = bad_runs["unknown_variant"]
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error:" in last and "transformerxl" in last
+    for variant in ("vanilla", "rope", "perceiver", "synthesizer"):
+        assert variant in last
+
+
+# -----------------------------------------------------------------------------
+# london_baseline.py
+
+def test_london_baseline(tmp_path):
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("Where was A born?\tLondon\nWhere was B born?\tParis\n\nWhere was C born?\tLondon\n"
+                   "Where was D born?\tRome\nWhere was E born?\tLondonderry\n", encoding="utf-8")
+    train = tmp_path / "train.tsv"
+    train.write_text("Where was F born?\tRome\nWhere was G born?\tLondon\n\nWhere was H born?\tRome\n"
+                     "Where was I born?\tParis\n", encoding="utf-8")
+    bad_train = tmp_path / "bad_train.tsv"
+    bad_train.write_text("Where was F born?\tRome\n\nWhere was G born? London\n", encoding="utf-8")
+    results = run_in_one_interpreter({
+        "london": (LONDON, ["--eval_corpus_path", dev, "--outputs_path", tmp_path / "london.txt"], tmp_path),
+        "common": (LONDON, ["--eval_corpus_path", dev, "--most_common_from", train, "--outputs_path",
+                            tmp_path / "common.txt"], tmp_path),
+        "bad": (LONDON, ["--eval_corpus_path", dev, "--most_common_from", bad_train, "--outputs_path",
+                         tmp_path / "bad.txt"], tmp_path),
+    })
+    london, common, bad = results["london"], results["common"], results["bad"]
+
+    ok(london)
+    assert float((tmp_path / "london.txt").read_text()) == pytest.approx(100.0 * 2 / 5)
+    match = CORRECT.search(london.stdout)
+    assert match and (int(match.group(1)), int(match.group(2))) == (2, 5)
+    assert float(match.group(3)) == pytest.approx(40.0)
+
+    ok(common)
+    assert Counter(["Rome", "London", "Rome", "Paris"]).most_common(1)[0][0] == "Rome"
+    assert float((tmp_path / "common.txt").read_text()) == pytest.approx(100.0 * 1 / 5)
+    assert "Rome" in common.stdout
+    match = CORRECT.search(common.stdout)
+    assert match and (int(match.group(1)), int(match.group(2))) == (1, 5)
+
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "line 3" in lines[0]
+    assert not (tmp_path / "bad.txt").exists()
+
+
+REAL_DEV = os.path.join(os.path.dirname(ROOT), "shared", "data", "birth_dev.tsv")
+
+
+@pytest.mark.skipif(not os.path.isfile(REAL_DEV), reason="real data not in ../shared/data")
+def test_london_baseline_on_the_real_dev_set(tmp_path, capsys):
+    import london_baseline
+    out = tmp_path / "london_baseline_accuracy.txt"
+    london_baseline.main(["--eval_corpus_path", REAL_DEV, "--outputs_path", str(out)])
+    assert float(out.read_text()) == 5.0  # SPEC §8
+    assert "Correct: 25 out of 500: 5.0%" in capsys.readouterr().out

@@ -1,0 +1,367 @@
+"""
+Tests for src/model.py (SPEC §5): configuration, parameter counts, structure,
+initialisation, shapes, the loss, causality of every variant, the KV cache,
+and that each variant can learn.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
+from model import GPT, Block, DownProjectBlock, GPTConfig, UpProjectBlock, config_for_variant
+
+VARIANTS = ["vanilla", "rope", "perceiver", "synthesizer"]
+VOCAB, BLOCK, BOTTLENECK = 13, 16, 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is fastest, and immune to other processes on the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def full_size(variant, bottleneck_dim=32):
+    return GPT(config_for_variant(variant, 256, 128, bottleneck_dim=bottleneck_dim))
+
+
+def tiny(variant, seed=0, n_layer=3, dropout=0.0, **kwargs):
+    torch.manual_seed(seed)
+    cfg = config_for_variant(variant, VOCAB, BLOCK, bottleneck_dim=BOTTLENECK, n_layer=n_layer, n_head=2,
+                             n_embd=16, embd_pdrop=dropout, resid_pdrop=dropout, attn_pdrop=dropout, **kwargs)
+    return GPT(cfg)
+
+
+def max_len(variant, block_size=BLOCK):
+    """Longest input SPEC §5 allows: block_size-1 for the synthesizer, block_size otherwise."""
+    return block_size - 1 if variant == "synthesizer" else block_size
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def random_ids(B, T, seed, low=0):
+    return torch.randint(low, VOCAB, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def test_gptconfig_defaults():
+    cfg = GPTConfig(256, 128)
+    assert (cfg.vocab_size, cfg.block_size) == (256, 128)
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd) == (4, 8, 256)
+    assert cfg.embd_pdrop == cfg.resid_pdrop == cfg.attn_pdrop == 0.1
+    assert cfg.rope is False and cfg.perceiver is False and cfg.synthesizer is False
+    assert cfg.bottleneck_dim is None
+    # keyword arguments override the defaults, on this instance only
+    other = GPTConfig(10, 20, n_layer=2, rope=True)
+    assert other.n_layer == 2 and other.rope is True
+    assert GPTConfig(10, 20).n_layer == 4 and GPTConfig(10, 20).rope is False
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_config_for_variant_sets_exactly_its_flag(variant):
+    cfg = config_for_variant(variant, 256, 128, bottleneck_dim=64)
+    assert cfg.rope is (variant == "rope")
+    assert cfg.perceiver is (variant == "perceiver")
+    assert cfg.synthesizer is (variant == "synthesizer")
+    assert cfg.bottleneck_dim == (64 if variant == "perceiver" else None)
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd) == (4, 8, 256)
+
+
+@pytest.mark.parametrize("bad", ["Vanilla", "transformer", "", "rope "])
+def test_config_for_variant_rejects_unknown_variants(bad):
+    with pytest.raises(ValueError):
+        config_for_variant(bad, 256, 128)
+
+
+# ----------------------------------------------------------------------------- parameter counts
+
+
+@pytest.mark.parametrize("variant,expected", [("vanilla", 3_323_392), ("rope", 3_290_624),
+                                              ("synthesizer", 3_076_988)])
+def test_parameter_counts(variant, expected):
+    assert n_params(full_size(variant)) == expected
+
+
+@pytest.mark.parametrize("bottleneck_dim", [32, 64])
+def test_perceiver_parameter_count(bottleneck_dim):
+    assert n_params(full_size("perceiver", bottleneck_dim)) == 3_323_392 + bottleneck_dim * 256
+
+
+def test_parameter_count_arithmetic():
+    """The SPEC's vanilla count from first principles: embeddings, 4 blocks, ln_f, head."""
+    V, T, C, L = 256, 128, 256, 4
+    block = 2 * 2 * C + 4 * (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    assert V * C + T * C + L * block + 2 * C + C * V == 3_323_392
+    assert n_params(full_size("vanilla")) == V * C + T * C + L * block + 2 * C + C * V
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def test_vanilla_has_zero_initialised_position_embedding():
+    model = full_size("vanilla")
+    params = dict(model.named_parameters())
+    assert "pos_emb" in params
+    assert params["pos_emb"].shape == (1, 128, 256)
+    assert torch.all(params["pos_emb"] == 0)
+
+
+def test_rope_has_no_position_embedding_and_rotates_every_layer():
+    model = full_size("rope")
+    assert not any("pos_emb" in name for name, _ in model.named_parameters())
+    attns = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    assert len(attns) == 4
+    for attn in attns:
+        assert "rope_cache" in dict(attn.named_buffers())
+    assert not any(m for m in full_size("vanilla").modules()
+                   if isinstance(m, CausalSelfAttention) and "rope_cache" in dict(m.named_buffers()))
+
+
+@pytest.mark.parametrize("bottleneck_dim", [32, 64])
+def test_perceiver_structure(bottleneck_dim):
+    model = full_size("perceiver", bottleneck_dim)
+    modules = list(model.modules())
+    downs = [m for m in modules if isinstance(m, DownProjectBlock)]
+    ups = [m for m in modules if isinstance(m, UpProjectBlock)]
+    blocks = [m for m in modules if isinstance(m, Block)]
+    assert len(downs) == 1 and len(ups) == 1 and len(blocks) == 4 - 2
+    C = downs[0].C
+    assert isinstance(C, nn.Parameter) and C.shape == (1, bottleneck_dim, 256)
+    # Xavier-uniform: U(-b, b). Accept the bound for the tensor as PyTorch sees it (1, m, C) or for
+    # the (m, C) matrix; the samples fill most of the interval and have the uniform's std b/sqrt(3).
+    bounds = [math.sqrt(6 / (bottleneck_dim * 256 + 256)), math.sqrt(6 / (bottleneck_dim + 256))]
+    top = C.detach().abs().max().item()
+    bound = min(bounds, key=lambda b: abs(b - top))
+    assert 0.9 * bound <= top <= bound * (1 + 1e-6)
+    assert abs(C.detach().std().item() - bound / math.sqrt(3)) < 0.05 * bound
+    # cross-attention in the down and up blocks
+    assert isinstance(downs[0].attn, CausalCrossAttention) and isinstance(ups[0].attn, CausalCrossAttention)
+
+
+def test_perceiver_middle_blocks_run_on_bottleneck_length():
+    model = tiny("perceiver", n_layer=4).eval()
+    lengths = {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            lengths.setdefault(name, []).append(output.shape[1])
+        return record
+
+    for m in model.modules():
+        if isinstance(m, (DownProjectBlock, Block, UpProjectBlock)):
+            m.register_forward_hook(hook(type(m).__name__))
+    for T in (3, BLOCK):
+        lengths.clear()
+        model(random_ids(2, T, seed=T))
+        assert lengths == {"DownProjectBlock": [BOTTLENECK], "Block": [BOTTLENECK, BOTTLENECK],
+                           "UpProjectBlock": [T]}
+
+
+def test_synthesizer_blocks_use_synthesizer_attention():
+    model = full_size("synthesizer")
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    assert len(blocks) == 4
+    assert all(isinstance(b.attn, SynthesizerAttention) for b in blocks)
+    assert not any(isinstance(m, CausalCrossAttention) for m in model.modules())
+    assert not any(isinstance(m, SynthesizerAttention) for m in full_size("vanilla").modules())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_head_has_no_bias_and_mlp_is_4x_gelu(variant):
+    model = full_size(variant)
+    assert isinstance(model.head, nn.Linear) and model.head.bias is None
+    assert model.head.weight.shape == (256, 256)
+    assert isinstance(model.ln_f, nn.LayerNorm)
+    for block in model.modules():
+        if isinstance(block, (Block, DownProjectBlock, UpProjectBlock)):
+            linears = [m for m in block.mlp.modules() if isinstance(m, nn.Linear)]
+            assert [(l.in_features, l.out_features) for l in linears] == [(256, 1024), (1024, 256)]
+            assert any(isinstance(m, nn.GELU) for m in block.mlp.modules())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_initialisation(variant):
+    model = full_size(variant)
+    seen = 0
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            w = m.weight.detach()
+            if w.numel() >= 2**15:
+                assert abs(w.std().item() - 0.02) < 0.001, name
+                assert abs(w.mean().item()) < 0.001, name
+                seen += 1
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                assert torch.all(m.bias == 0), name
+        elif isinstance(m, nn.LayerNorm):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0), name
+    assert seen >= 4 * 3 + 2  # every block's big matrices, the token embedding and the head
+
+
+def test_block_is_pre_layernorm():
+    """Block(x) = x + attn(ln1(x)), then + mlp(ln2(.)); checked with random LayerNorm parameters."""
+    cfg = GPTConfig(VOCAB, BLOCK, n_head=2, n_embd=16, embd_pdrop=0, resid_pdrop=0, attn_pdrop=0)
+    block = Block(cfg).eval()
+    with torch.no_grad():
+        for ln in (block.ln1, block.ln2):
+            ln.weight.normal_()
+            ln.bias.normal_()
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        h = x + block.attn(F.layer_norm(x, (16,), block.ln1.weight, block.ln1.bias))
+        expected = h + block.mlp(F.layer_norm(h, (16,), block.ln2.weight, block.ln2.bias))
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_vanilla_forward_composition():
+    """logits = head(ln_f(blocks(tok_emb + pos_emb))) for the vanilla model."""
+    model = tiny("vanilla").eval()
+    with torch.no_grad():
+        model.pos_emb.normal_()
+    idx = random_ids(2, 9, seed=1)
+    with torch.no_grad():
+        x = model.tok_emb.weight[idx] + model.pos_emb[0, :9]
+        for block in model.blocks:
+            x = block(x)
+        expected = F.linear(F.layer_norm(x, (16,), model.ln_f.weight, model.ln_f.bias), model.head.weight)
+        torch.testing.assert_close(model(idx)[0], expected)
+
+
+# ----------------------------------------------------------------------------- shapes and loss
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_output_shapes(variant):
+    model = tiny(variant).eval()
+    lengths = {max_len(variant), BLOCK - 1, 1, 5}
+    if variant == "perceiver":
+        lengths |= {BOTTLENECK - 2, BOTTLENECK, BOTTLENECK + 3}  # shorter and longer than the bottleneck
+    with torch.no_grad():
+        for T in sorted(lengths):
+            logits, loss = model(random_ids(3, T, seed=T))
+            assert logits.shape == (3, T, VOCAB), T
+            assert loss is None
+
+
+def test_synthesizer_refuses_block_size_inputs():
+    model = tiny("synthesizer").eval()
+    with pytest.raises((AssertionError, ValueError, RuntimeError)):
+        model(random_ids(1, BLOCK, seed=0))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_is_cross_entropy_ignoring_pad(variant):
+    model = tiny(variant).eval()
+    T = BLOCK - 1
+    idx = random_ids(3, T, seed=2)
+    targets = random_ids(3, T, seed=3)
+    targets[0, :5] = 0
+    targets[2, 10:] = 0
+    with torch.no_grad():
+        logits, loss = model(idx, targets)
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    terms = [-logp[b, t, targets[b, t]] for b in range(3) for t in range(T) if targets[b, t] != 0]
+    assert abs(loss.item() - (sum(terms) / len(terms)).item()) < 1e-4
+    # a single non-PAD target: the loss is that position's alone
+    only = torch.zeros_like(targets)
+    only[1, 7] = 5
+    with torch.no_grad():
+        _, loss_one = model(idx, only)
+    assert abs(loss_one.item() - (-logp[1, 7, 5]).item()) < 1e-4
+
+
+# ----------------------------------------------------------------------------- causality
+
+
+def causality_cases():
+    for variant in VARIANTS:
+        for fused in (False, True):
+            yield variant, fused, max_len(variant)
+        if variant == "perceiver":
+            for fused in (False, True):
+                yield variant, fused, BOTTLENECK - 2  # input shorter than the bottleneck
+
+
+@pytest.mark.parametrize("variant,fused,T", list(causality_cases()))
+def test_every_variant_is_causal(variant, fused, T):
+    model = tiny(variant, seed=4, fused_attention=fused).eval()
+    with torch.no_grad():  # random position embeddings too, so positions matter for vanilla/perceiver
+        if hasattr(model, "pos_emb"):
+            model.pos_emb.normal_(std=0.5)
+    idx = random_ids(2, T, seed=5)
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        logits = model(idx)[0]
+        for t in range(T):
+            changed = idx.clone()
+            changed[:, t:] = (idx[:, t:] + torch.randint(1, VOCAB, idx[:, t:].shape, generator=g)) % VOCAB
+            new = model(changed)[0]
+            torch.testing.assert_close(new[:, :t], logits[:, :t], atol=1e-5, rtol=1e-5)
+            assert not torch.allclose(new[:, t], logits[:, t], atol=1e-5)
+        # and the last position does look back at the first token
+        changed = idx.clone()
+        changed[:, 0] = (idx[:, 0] + 1) % VOCAB
+        assert not torch.allclose(model(changed)[0][:, -1], logits[:, -1], atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_and_plain_models_agree(variant):
+    plain = tiny(variant, seed=7).eval()
+    fused = tiny(variant, seed=8, fused_attention=True).eval()
+    fused.load_state_dict(plain.state_dict())
+    idx = random_ids(2, max_len(variant), seed=9)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(idx)[0], plain(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- KV cache
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("variant", ["vanilla", "rope", "synthesizer"])
+def test_model_kv_cache_matches_full_forward(variant, fused):
+    model = tiny(variant, seed=10, fused_attention=fused).eval()
+    with torch.no_grad():
+        if hasattr(model, "pos_emb"):
+            model.pos_emb.normal_(std=0.5)
+    T = max_len(variant)
+    idx = random_ids(2, T, seed=11)
+    with torch.no_grad():
+        full = model(idx)[0]
+        cache = [{} for _ in model.blocks]
+        steps = [model(idx[:, :4], kv_cache=cache)[0]]
+        steps += [model(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(4, T)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_tiny_model_overfits_one_batch(variant):
+    model = tiny(variant, seed=12, n_layer=2)
+    model.train()
+    T = BLOCK - 1
+    idx = random_ids(4, T, seed=13)
+    targets = random_ids(4, T, seed=14, low=1)  # no PAD: every position counts
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        first = model(idx, targets)[1].item()
+    assert abs(first - math.log(VOCAB)) < 0.5  # untrained: about uniform over the vocabulary
+    for _ in range(100):
+        _, loss = model(idx, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        last = model(idx, targets)[1].item()
+    assert last < 0.2 * first, (first, last)

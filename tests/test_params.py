@@ -1,0 +1,189 @@
+"""Tests for src/params.py: parameter files (SPEC §8, last point)."""
+import os
+import re
+
+import pytest
+import torch
+
+from model import GPT, config_for_variant
+from params import load_params, save_params
+from utils import UserError, set_seed
+
+ITOS = ["\u25a1", "\u2047"] + sorted(set("abcdefghij ?."))
+OTHER_ITOS = ["\u25a1", "\u2047"] + sorted(set("abcdefghik ?."))  # same size, one character differs
+BIGGER_ITOS = ITOS + ["z"]
+BLOCK = 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(variant="vanilla", itos=ITOS, seed=0, bottleneck_dim=4, n_layer=2, n_head=2, n_embd=32, block=BLOCK):
+    set_seed(seed)
+    cfg = config_for_variant(variant, len(itos), block, bottleneck_dim=bottleneck_dim, n_layer=n_layer,
+                             n_head=n_head, n_embd=n_embd, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+    return GPT(cfg)
+
+
+def assert_same_params(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert set(sa) == set(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def assert_differ(a, b):
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def mentions(message, *words):
+    for word in words:
+        assert re.search(rf"(?<![\w.]){re.escape(str(word))}(?![\w])", message), (word, message)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "rope", "perceiver", "synthesizer"])
+def test_round_trip(tmp_path, variant):
+    path = str(tmp_path / f"{variant}.params")
+    source = make(variant, seed=1)
+    save_params(source, path, variant, ITOS)
+    assert os.listdir(tmp_path) == [f"{variant}.params"]  # no temporary file left
+    target = make(variant, seed=2)
+    assert_differ(source, target)
+    load_params(target, path, variant, ITOS)
+    assert_same_params(source, target)
+    x = torch.tensor([[2, 3, 4, 5]])
+    assert torch.equal(source.eval()(x)[0], target.eval()(x)[0])
+    # the file is a plain state dict: the course's one-liner loads it
+    plain = make(variant, seed=3)
+    plain.load_state_dict(torch.load(path))
+    assert_same_params(source, plain)
+
+
+@pytest.mark.parametrize("saved,used", [("vanilla", "rope"), ("rope", "vanilla"), ("perceiver", "vanilla"),
+                                        ("synthesizer", "vanilla"), ("vanilla", "synthesizer"),
+                                        ("rope", "perceiver"), ("synthesizer", "rope")])
+def test_other_variant_refused(tmp_path, saved, used):
+    path = str(tmp_path / "p.params")
+    save_params(make(saved), path, saved, ITOS)
+    target = make(used, seed=5)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(UserError) as info:
+        load_params(target, path, used, ITOS)
+    mentions(str(info.value), saved, used)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())  # untouched
+
+
+@pytest.mark.parametrize("with_metadata", [True, False])
+def test_other_variant_refused_without_metadata_too(tmp_path, with_metadata):
+    path = str(tmp_path / "p.params")
+    if with_metadata:
+        save_params(make("rope"), path, "rope", ITOS)
+    else:
+        torch.save(make("rope").state_dict(), path)
+    with pytest.raises(UserError) as info:
+        load_params(make("vanilla"), path, "vanilla", ITOS)
+    mentions(str(info.value), "rope", "vanilla")
+
+
+def test_other_bottleneck_refused(tmp_path):
+    path = str(tmp_path / "p.params")
+    save_params(make("perceiver", bottleneck_dim=4), path, "perceiver", ITOS)
+    with pytest.raises(UserError) as info:
+        load_params(make("perceiver", bottleneck_dim=6), path, "perceiver", ITOS)
+    message = str(info.value)
+    assert "bottleneck" in message
+    mentions(message, 4, 6)
+    torch.save(make("perceiver", bottleneck_dim=4).state_dict(), path)  # a plain file as well
+    with pytest.raises(UserError) as info:
+        load_params(make("perceiver", bottleneck_dim=6), path, "perceiver", ITOS)
+    mentions(str(info.value), 4, 6)
+
+
+@pytest.mark.parametrize("name,saved,used", [("n_embd", 32, 16), ("n_layer", 2, 3), ("n_head", 2, 4),
+                                             ("block_size", 16, 24)])
+def test_other_sizes_refused(tmp_path, name, saved, used):
+    kwargs = {"block" if name == "block_size" else name: saved}
+    path = str(tmp_path / "p.params")
+    save_params(make(**kwargs), path, "vanilla", ITOS)
+    kwargs = {"block" if name == "block_size" else name: used}
+    with pytest.raises(UserError) as info:
+        load_params(make(**kwargs), path, "vanilla", ITOS)
+    mentions(str(info.value), name, saved, used)
+
+
+def test_other_sizes_refused_without_metadata(tmp_path):
+    path = str(tmp_path / "p.params")
+    torch.save(make(n_embd=32).state_dict(), path)
+    with pytest.raises(UserError) as info:
+        load_params(make(n_embd=16), path, "vanilla", ITOS)
+    mentions(str(info.value), 32, 16)
+
+
+@pytest.mark.parametrize("other", [OTHER_ITOS, BIGGER_ITOS])
+def test_other_vocabulary_refused(tmp_path, other):
+    path = str(tmp_path / "p.params")
+    save_params(make(itos=ITOS), path, "vanilla", ITOS)
+    with pytest.raises(UserError) as info:
+        load_params(make(itos=other), path, "vanilla", other)
+    message = str(info.value)
+    assert "vocabulary" in message
+    mentions(message, len(ITOS), len(other))
+
+
+def test_plain_state_dict_loads(tmp_path):
+    path = str(tmp_path / "plain.params")
+    source = make(seed=1)
+    torch.save(source.state_dict(), path)
+    target = make(seed=2)
+    load_params(target, path, "vanilla", ITOS)
+    assert_same_params(source, target)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "synthesizer"])
+def test_course_file_with_mask_buffers_loads(tmp_path, variant):
+    """The course's attention modules keep their causal mask as a persistent buffer `mask`."""
+    path = str(tmp_path / "course.params")
+    source = make(variant, seed=1)
+    state = dict(source.state_dict())
+    for i in range(len(source.blocks)):
+        state[f"blocks.{i}.attn.mask"] = torch.tril(torch.ones(BLOCK, BLOCK)).view(1, 1, BLOCK, BLOCK)
+    torch.save(state, path)
+    target = make(variant, seed=2)
+    load_params(target, path, variant, ITOS)
+    assert_same_params(source, target)
+
+
+def test_missing_truncated_and_garbage_files(tmp_path):
+    model = make()
+    with pytest.raises(UserError) as info:
+        load_params(model, str(tmp_path / "missing.params"), "vanilla", ITOS)
+    assert "missing.params" in str(info.value)
+
+    good = tmp_path / "good.params"
+    save_params(make(seed=1), str(good), "vanilla", ITOS)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.params"
+    truncated.write_bytes(data[:len(data) // 2])
+    garbage = tmp_path / "garbage.params"
+    garbage.write_bytes(b"this is not a torch file\n" * 20)
+    empty = tmp_path / "empty.params"
+    empty.write_bytes(b"")
+    not_a_dict = tmp_path / "tensor.params"
+    torch.save(torch.zeros(3), str(not_a_dict))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for path in (truncated, garbage, empty, not_a_dict):
+        with pytest.raises(UserError) as info:
+            load_params(model, str(path), "vanilla", ITOS)
+        assert path.name in str(info.value)
+        assert "\n" not in str(info.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_save_to_missing_directory(tmp_path):
+    with pytest.raises(UserError):
+        save_params(make(), str(tmp_path / "no" / "such" / "dir.params"), "vanilla", ITOS)

@@ -1,0 +1,240 @@
+"""Tests for src/trainer.py (SPEC §6, and the schedule of §7)."""
+import math
+import os
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+import trainer
+from model import GPT, GPTConfig
+from trainer import NonFiniteLossError, Trainer, TrainerConfig, learning_rate_at, make_optimizer
+from utils import UserError, set_seed
+
+WARMUP, FINAL, BASE = 1000, 11000, 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and does not stall when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def schedule(**kwargs):
+    return TrainerConfig(learning_rate=BASE, lr_decay=True, warmup_tokens=WARMUP, final_tokens=FINAL, **kwargs)
+
+
+def cosine(progress):
+    """The SPEC's multiplier after warm-up: cosine decay, floored at 10%, progress clamped at 1."""
+    return max(0.1, 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+# -----------------------------------------------------------------------------
+# learning rate
+
+def test_trainer_config_defaults():
+    cfg = TrainerConfig(max_epochs=3, batch_size=7)
+    assert cfg.max_epochs == 3 and cfg.batch_size == 7
+    assert tuple(cfg.betas) == (0.9, 0.95)
+    assert cfg.grad_norm_clip == 1.0 and cfg.weight_decay == 0.1 and cfg.lr_decay is False
+    assert cfg.ckpt_path is None and cfg.writer is None
+
+
+@pytest.mark.parametrize("tokens,multiplier", [
+    (0, 0.0), (250, 0.25), (500, 0.5), (999, 0.999),  # linear warm-up
+    (1000, 1.0),  # end of warm-up: full rate
+    (6000, 0.5),  # half-way through the decay: cos(pi/2)
+    (3500, 0.5 * (1 + math.cos(math.pi / 4))),
+    (11000, 0.1), (50000, 0.1), (10 ** 9, 0.1),  # floor at final_tokens and after
+])
+def test_learning_rate_at_known_points(tokens, multiplier):
+    assert learning_rate_at(schedule(), tokens) == pytest.approx(BASE * multiplier, rel=1e-9, abs=1e-15)
+
+
+def test_learning_rate_shape():
+    cfg = schedule()
+    rates = [learning_rate_at(cfg, t) for t in range(0, 30000, 50)]
+    peak = rates.index(max(rates))
+    assert max(rates) == pytest.approx(BASE)
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))  # rises during warm-up
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))  # never rises again
+    assert min(rates[peak:]) == pytest.approx(0.1 * BASE)
+    for t in range(WARMUP, 30000, 777):
+        assert learning_rate_at(cfg, t) == pytest.approx(BASE * cosine((t - WARMUP) / (FINAL - WARMUP)))
+
+
+def test_learning_rate_without_decay_is_the_base_rate():
+    cfg = TrainerConfig(learning_rate=BASE, lr_decay=False, warmup_tokens=WARMUP, final_tokens=FINAL)
+    for tokens in (0, 10, 999, 1000, 6000, 11000, 10 ** 9):
+        assert learning_rate_at(cfg, tokens) == BASE
+
+
+def test_learning_rate_after_first_pretraining_epoch_of_the_recipe():
+    # SPEC §7: 2937 wiki lines, block 128 (127 targets per item), warm-up 512*20, 650 epochs
+    cfg = TrainerConfig(learning_rate=6e-3, lr_decay=True, warmup_tokens=512 * 20, final_tokens=650 * 2937 * 128)
+    assert learning_rate_at(cfg, 2937 * 127) == pytest.approx(5.99997e-03, abs=5e-9)
+    assert learning_rate_at(cfg, 512 * 10) == pytest.approx(3e-3)
+
+
+# -----------------------------------------------------------------------------
+# optimizer
+
+def tiny_gpt(vocab=12, block=16, **kwargs):
+    cfg = dict(n_layer=2, n_head=2, n_embd=32, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+    cfg.update(kwargs)
+    return GPT(GPTConfig(vocab, block, **cfg))
+
+
+def test_make_optimizer_groups():
+    model = tiny_gpt()
+    cfg = TrainerConfig(learning_rate=1e-3, betas=(0.8, 0.9), weight_decay=0.25)
+    opt = make_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    decay_groups = [g for g in opt.param_groups if g["weight_decay"] == 0.25]
+    plain_groups = [g for g in opt.param_groups if g["weight_decay"] == 0.0]
+    assert len(decay_groups) == 1 and len(plain_groups) == 1 and len(opt.param_groups) == 2
+    decay = {id(p) for p in decay_groups[0]["params"]}
+    plain = {id(p) for p in plain_groups[0]["params"]}
+    assert not decay & plain
+    assert decay | plain == {id(p) for p in model.parameters()}
+    layer_norms = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    assert layer_norms and layer_norms <= plain
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert id(p) in plain, name
+        if p.dim() >= 2:
+            assert id(p) in decay, name
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            assert id(m.weight) in decay
+    for g in opt.param_groups:
+        assert tuple(g["betas"]) == (0.8, 0.9)
+
+
+# -----------------------------------------------------------------------------
+# training
+
+class PatternDataset(Dataset):
+    """Rotations of a fixed repeating token pattern: (x, y) = (seq[:-1], seq[1:]), the last
+    `pad` positions PAD (id 0) as in the real datasets."""
+
+    def __init__(self, n=32, length=16, vocab=12, pad=0):
+        pattern = [2 + (i * 5) % (vocab - 2) for i in range(vocab - 2)]
+        self.items = []
+        for k in range(n):
+            seq = torch.tensor([pattern[(k + i) % len(pattern)] for i in range(length)], dtype=torch.long)
+            if pad:
+                seq[-pad:] = 0
+            self.items.append((seq[:-1], seq[1:]))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, idx):
+        return self.items[idx]
+
+
+def mean_loss(model, ds):
+    model.eval()
+    with torch.no_grad():
+        x = torch.stack([a for a, _ in ds.items])
+        y = torch.stack([b for _, b in ds.items])
+        return model(x, y)[1].item()
+
+
+def test_training_reduces_the_loss():
+    set_seed(0)
+    model, ds = tiny_gpt(), PatternDataset()
+    before = mean_loss(model, ds)
+    cfg = TrainerConfig(max_epochs=15, batch_size=8, learning_rate=3e-3, lr_decay=True, warmup_tokens=200,
+                        final_tokens=15 * 32 * 15, num_workers=0)
+    Trainer(model, ds, None, cfg).train()
+    after = mean_loss(model, ds)
+    assert before > 2.0  # about ln(12) at initialisation
+    assert after < 0.5 * before
+
+
+class FakeWriter:
+    def __init__(self):
+        self.calls = []
+
+    def add_scalar(self, tag, value, step):
+        self.calls.append((tag, float(value), step))
+
+
+def test_writer_receives_loss_and_lr_and_tokens_count_targets():
+    set_seed(1)
+    model, ds = tiny_gpt(), PatternDataset(n=16, pad=6)
+    writer = FakeWriter()
+    cfg = TrainerConfig(max_epochs=2, batch_size=4, learning_rate=1e-3, lr_decay=True, warmup_tokens=100,
+                        final_tokens=1000, writer=writer)
+    t = Trainer(model, ds, PatternDataset(n=4), cfg)
+    t.train()
+    steps = 2 * 16 // 4
+    # tokens counted per target position, PAD included: batch * (block_size - 1) per step
+    assert t.tokens == 2 * 16 * 15
+    losses = [(s, v) for tag, v, s in writer.calls if tag == "train/loss"]
+    rates = [(s, v) for tag, v, s in writer.calls if tag == "train/lr"]
+    assert [s for s, _ in losses] == list(range(1, steps + 1))
+    assert [s for s, _ in rates] == list(range(1, steps + 1))
+    assert all(math.isfinite(v) and v > 0 for _, v in losses)
+    for s, v in rates:
+        assert v == pytest.approx(learning_rate_at(cfg, s * 4 * 15))
+    assert len([c for c in writer.calls if c[0] == "test/loss"]) == 2
+
+
+class NaNModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3))
+
+    def forward(self, x, targets=None):
+        logits = self.w.sum() * torch.zeros(*x.shape, 3)
+        return logits, self.w.sum() * float("nan")
+
+
+def test_nan_loss_raises_naming_the_step(tmp_path):
+    ckpt = tmp_path / "model.params"
+    cfg = TrainerConfig(max_epochs=1, batch_size=4, learning_rate=1e-3, ckpt_path=str(ckpt))
+    with pytest.raises(NonFiniteLossError) as info:
+        Trainer(NaNModel(), PatternDataset(n=8), None, cfg).train()
+    assert isinstance(info.value, UserError)
+    assert "step 1" in str(info.value)
+    assert not ckpt.exists()
+
+
+def test_exploding_learning_rate_raises():
+    set_seed(2)
+    cfg = TrainerConfig(max_epochs=3, batch_size=4, learning_rate=1e30, lr_decay=False)
+    with pytest.raises(NonFiniteLossError) as info:
+        Trainer(tiny_gpt(), PatternDataset(n=16), None, cfg).train()
+    step = int(re.search(r"step (\d+)", str(info.value)).group(1))
+    assert 1 <= step <= 12
+
+
+def test_checkpoint_written_atomically(tmp_path):
+    set_seed(3)
+    model = tiny_gpt()
+    ckpt = tmp_path / "model.params"
+    cfg = TrainerConfig(max_epochs=2, batch_size=8, learning_rate=1e-3, ckpt_path=str(ckpt))
+    Trainer(model, PatternDataset(n=16), None, cfg).train()
+    assert os.listdir(tmp_path) == ["model.params"]
+    state = torch.load(ckpt)
+    own = model.state_dict()
+    assert set(state) == set(own)
+    assert all(torch.equal(state[k], own[k]) for k in own)
+    fresh = tiny_gpt()
+    fresh.load_state_dict(state)
+
+
+def test_save_state_dict_leaves_no_temporary(tmp_path):
+    path = tmp_path / "x.params"
+    trainer.save_state_dict({"a": torch.arange(3)}, str(path))
+    trainer.save_state_dict({"a": torch.arange(4)}, str(path))
+    assert os.listdir(tmp_path) == ["x.params"]
+    assert torch.equal(torch.load(path)["a"], torch.arange(4))
