@@ -18,10 +18,11 @@ on the device draws every random number and the batch is assembled by index
 arithmetic and one gather: no Python loop over examples, no host-device copies.
 
 Uniform integers with per-row bounds (torch.randint takes scalar bounds only) are
-drawn as floor(u * count) with u ~ U[0, 1) in float64: u has 53 random bits, so the
-bias is below count / 2^53 (count <= block_size), far below anything measurable, and
-u * count never rounds up to count for count < 2^53 (clamped anyway, to be safe).
-MPS has no float64; there float32 is used (bias below count / 2^24).
+drawn as floor(u * count) with u ~ U[0, 1) in float64 (all three draws of a batch in
+one torch.rand call): u's grid is 2^-53 fine, so a value's probability is off by at
+most count / 2^53 relative (count <= block_size), far below anything measurable, and
+u * count never rounds up to count (clamped anyway, to be safe). MPS has no float64;
+there float32 is used (off by at most count / 2^24).
 """
 import math
 
@@ -63,7 +64,8 @@ class CorruptionBatches:
     batches of batch_size (the last one smaller unless drop_last). Successive epochs
     continue the same random stream, so they differ; the same seed gives the same
     sequence of batches. seed=None draws the seed from torch's global generator (so
-    set_seed() makes it reproducible).
+    set_seed() makes it reproducible). state_dict()/load_state_dict() save and restore
+    the random stream (resumable training).
     """
 
     def __init__(self, dataset, batch_size, device="cpu", shuffle=True, seed=None, drop_last=False):
@@ -88,6 +90,14 @@ class CorruptionBatches:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
+    def state_dict(self):
+        """The random stream's position, for resumable training (a CPU ByteTensor inside)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        """Continue the random stream from state_dict(); a new epoch then draws as the saved one would."""
+        self.generator.set_state(state["generator"].cpu())
+
     def __len__(self):
         n = len(self.lengths)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
@@ -110,8 +120,11 @@ class CorruptionBatches:
         """(n, m, p) (B,) each: truncated length, masked length, prefix length of each example."""
         u = torch.rand(3, len(doc_idx), dtype=self.uniform_dtype, generator=self.generator,
                        device=self.device)  # (3, B)
-        n = torch.minimum(self.lengths[doc_idx], self.uniform_int(self.shortest, self.longest, u[0]))  # (B,)
-        m = self.uniform_int(self.mask_low[n], self.mask_high[n], u[1])  # (B,)
+        # index_select rather than t[idx]: on CPU, advanced indexing splits even small
+        # batches over threads, which costs milliseconds on a busy machine
+        L = self.uniform_int(self.shortest, self.longest, u[0])  # (B,) truncation length
+        n = torch.minimum(self.lengths.index_select(0, doc_idx), L)  # (B,)
+        m = self.uniform_int(self.mask_low.index_select(0, n), self.mask_high.index_select(0, n), u[1])  # (B,)
         p = self.uniform_int(0, n - m, u[2])  # (B,)
         return n, m, p
 
@@ -126,7 +139,7 @@ class CorruptionBatches:
                  torch.where(j < second_mask, j - 1 + m,  # suffix, after the first ⁇
                              j - second_mask - 1 + p))  # masked content, after the second ⁇
         source = source.clamp(0, self.docs.size(1) - 1)  # (B, T+1); out-of-range spots are overwritten
-        s = torch.gather(self.docs[doc_idx], 1, source).long()  # (B, T+1)
+        s = torch.gather(self.docs.index_select(0, doc_idx), 1, source).long()  # (B, T+1)
         s = torch.where((j == first_mask) | (j == second_mask), self.mask_id, s)
         s = torch.where(j > n + 1, self.pad_id, s)  # s has n + 2 characters before the padding
         return s[:, :-1].contiguous(), s[:, 1:].contiguous()  # (B, T) each

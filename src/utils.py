@@ -88,9 +88,14 @@ def sample(model, x, steps, temperature=1.0, sample=False, top_k=None):
 def evaluate_places(filepath, predicted_places):
     """(total, correct) of predicted_places against the answers in a question<TAB>answer
     file; (0, 0) when the file has no answers (test inputs)."""
-    rows = [line.split("\t") for line in read_lines(filepath, "evaluation file")]
+    numbered = [(number, line.split("\t")) for number, line in
+                enumerate(read_text(filepath, "evaluation file").split("\n"), 1) if line.strip()]
+    rows = [row for _, row in numbered]
     if not rows or len(rows[0]) < 2:
         return 0, 0
+    for number, row in numbered:
+        if len(row) < 2:
+            raise UserError(f"{filepath} line {number} has no answer (no tab), unlike line {numbered[0][0]}")
     if len(rows) != len(predicted_places):
         raise UserError(f"{filepath} has {len(rows)} questions but {len(predicted_places)} predictions were given")
     correct = sum(row[1].strip() == pred for row, pred in zip(rows, predicted_places))

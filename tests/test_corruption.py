@@ -162,6 +162,17 @@ def test_same_seed_same_batches_and_epochs_differ():
     assert not torch.equal(c[0], a[0][0])
 
 
+def test_state_dict_resumes_the_random_stream():
+    ds = CharCorruptionDataset(mixed_corpus(), 32)
+    batches = CorruptionBatches(ds, 50, seed=5)
+    list(batches)  # one epoch
+    state = batches.state_dict()
+    expected = list(batches)
+    other = CorruptionBatches(ds, 50, seed=6)
+    other.load_state_dict(state)
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(expected, other))
+
+
 def test_seed_none_follows_torch_manual_seed():
     ds = CharCorruptionDataset(mixed_corpus(), 32)
     torch.manual_seed(3)

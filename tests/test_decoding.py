@@ -197,13 +197,20 @@ def test_greedy_batch_matches_sample_and_stops_early(trained, corpus):
 
 
 def test_greedy_batch_runs_all_steps_without_mask(trained, corpus):
+    """With no row ever finishing, 32 tokens come out, equal to utils.sample's, also at the
+    boundary where the prompt plus the answer just fills (or just overflows) the model's input."""
     variant, model = trained
-    pretrain, _, _ = corpus
-    prompts = prompts_of_length(corpus, cached_prompt_length(corpus, pretrain.stoi, model), pretrain.stoi)
+    pretrain, _, questions = corpus
     never = -1  # no token has this id, so no row ever finishes
-    generated = greedy_batch(model, prompts, STEPS, never)
-    assert generated.shape == (prompts.size(0), STEPS)
-    assert torch.equal(generated, sample(model, prompts, STEPS, sample=False)[:, prompts.size(1):])
+    encoded = [encode_question(q, pretrain.stoi)[0] for q in questions]
+    fill = model.max_len - (STEPS - 1)  # longest prompt whose 32 steps fit in one window
+    for length in (cached_prompt_length(corpus, pretrain.stoi, model), fill, fill + 1, fill + 4):
+        rows = [ids[:length] for ids in encoded if len(ids) >= length][:6]
+        assert len(rows) >= 2, length
+        prompts = torch.tensor(rows)
+        generated = greedy_batch(model, prompts, STEPS, never)
+        assert generated.shape == (prompts.size(0), STEPS)
+        assert torch.equal(generated, sample(model, prompts, STEPS, sample=False)[:, length:]), length
 
 
 # ----------------------------------------------------------------------------- helpers

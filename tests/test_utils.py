@@ -157,3 +157,10 @@ def test_sample_with_sampling_and_top_k():
     torch.manual_seed(0)
     b = sample(model, x, 5, sample=True)
     assert torch.equal(a, b) and a.shape == (1, 7)
+
+
+def test_evaluate_places_line_without_answer_is_named(tmp_path):
+    path = write(tmp_path / "dev.tsv", "Where was A born?\tLondon\n\nWhere was B born?\nWhere was C born?\tRome\n")
+    with pytest.raises(UserError) as info:
+        evaluate_places(path, ["London", "Paris", "Rome"])
+    assert "line 3" in str(info.value)

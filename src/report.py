@@ -1,0 +1,371 @@
+"""
+Results of the runs: a markdown table, JSON and loss plots from run.sh's logs and TensorBoard.
+
+    python src/report.py [--logs results/logs] [--runs expt] [--out results]
+    ./run.sh report                        # the same, with run.sh's RESULTS_DIR
+
+Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, demo_*.log from
+`./run.sh demo`) and the TensorBoard event files under expt/ (tags train/loss and
+train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
+figure per phase, one line per run). Runs that are missing or failed show as '—'.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import re
+import sys
+
+VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
+DASH = "—"
+
+# ---------------------------------------------------------------- reading one log
+
+PATTERNS = {
+    "device": re.compile(r"^device: (?P<device>[^|]*?) \| dtype: (?P<dtype>[^|]*?)(?: \||$)"),
+    "model": re.compile(r"^model: (?P<variant>\w+), (?P<params>[\d,]+) parameters"),
+    "took": re.compile(r"\b(?P<phase>pretrain|finetune) took (?P<seconds>[\d.]+) s"),
+    "correct": re.compile(r"Correct: (?P<correct>\d+) out of (?P<total>\d+): (?P<percent>[\d.eE+-]+)%"),
+    "no_targets": re.compile(r"Predictions written to (?P<path>.*); no targets provided"),
+    "baseline": re.compile(r"^Always answering (?P<place>'.*?'|\".*?\") on "),
+    "error": re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted$"),
+}
+
+
+def parse_log(path):
+    """What a run log says: its command, device, model size, training time, accuracy, errors."""
+    info = {"log": path, "command": None, "device": None, "dtype": None, "variant": None,
+            "parameters": None, "seconds": None, "phase": None, "correct": None, "total": None,
+            "percent": None, "predictions": None, "place": None, "error": None}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        info["error"] = f"cannot read: {e}"
+        return info
+    # progress bars rewrite their line with '\r'; each piece is a line of its own here
+    for line in re.split(r"[\r\n]+", text):
+        line = line.strip()
+        if line.startswith("+ ") and info["command"] is None:
+            info["command"] = line[2:]
+            continue
+        if m := PATTERNS["device"].match(line):
+            info["device"], info["dtype"] = m["device"].strip(), m["dtype"].strip()
+        elif m := PATTERNS["model"].match(line):
+            info["variant"], info["parameters"] = m["variant"], int(m["params"].replace(",", ""))
+        elif m := PATTERNS["took"].search(line):
+            info["phase"], info["seconds"] = m["phase"], float(m["seconds"])
+        elif m := PATTERNS["correct"].search(line):
+            info["correct"], info["total"], info["percent"] = int(m["correct"]), int(m["total"]), float(m["percent"])
+        elif m := PATTERNS["no_targets"].search(line):
+            info["predictions"] = m["path"].strip()
+        if m := PATTERNS["baseline"].match(line):
+            info["place"] = m["place"][1:-1]
+        if PATTERNS["error"].match(line):
+            info["error"] = line  # the last one wins: a traceback ends with the exception
+    if info["variant"] is None and info["command"]:
+        m = re.search(r"\brun\.py \w+ (\w+)", info["command"])
+        info["variant"] = m[1] if m else None
+    return info
+
+
+def option(command, name):
+    """The value of --name in a logged command line, or None."""
+    m = re.search(rf"--{name} (\S+)", command or "")
+    return m[1] if m else None
+
+
+def corpus_of(command):
+    """The pretraining corpus of a logged run.py command line (its third argument)."""
+    m = re.search(r"\brun\.py \w+ \w+ (\S+)", command or "")
+    return m[1] if m else None
+
+
+# ---------------------------------------------------------------- the runs of run.sh and of the demo
+
+def assignment_runs():
+    """[(run name, variant, pretrained, {step: log name})] for the runs of ./run.sh TARGET."""
+    runs = [("vanilla, no pretraining", "vanilla", False,
+             {"finetune": "vanilla_finetune_without_pretrain", "dev": "vanilla_eval_dev_without_pretrain",
+              "test": "vanilla_eval_test_without_pretrain"})]
+    for v in VARIANTS:
+        runs.append((f"{v}, pretrained", v, True,
+                     {"pretrain": f"{v}_pretrain", "finetune": f"{v}_finetune_with_pretrain",
+                      "dev": f"{v}_eval_dev_with_pretrain", "test": f"{v}_eval_test_with_pretrain"}))
+    return runs
+
+
+def demo_runs(logs):
+    """The same for ./run.sh demo, whose logs do not carry the variant in their names."""
+    variant = None
+    for name in ("demo_eval_with_pretrain", "demo_finetune_with_pretrain", "demo_pretrain",
+                 "demo_eval_without_pretrain", "demo_finetune_without_pretrain"):
+        if name in logs and logs[name]["variant"]:
+            variant = logs[name]["variant"]
+            break
+    variant = variant or "vanilla"
+    return [(f"{variant}, no pretraining", variant, False,
+             {"finetune": "demo_finetune_without_pretrain", "dev": "demo_eval_without_pretrain"}),
+            (f"{variant}, pretrained", variant, True,
+             {"pretrain": "demo_pretrain", "finetune": "demo_finetune_with_pretrain", "dev": "demo_eval_with_pretrain"})]
+
+
+def accuracy(info):
+    if info and info["total"]:
+        return {"correct": info["correct"], "total": info["total"], "percent": info["percent"]}
+    return None
+
+
+def summarize(runs, logs):
+    """One dict per run from the logs of its steps; missing pieces are None."""
+    rows = []
+    for name, variant, pretrained, steps in runs:
+        found = {step: logs.get(log) for step, log in steps.items()}
+        present = [info for info in found.values() if info]
+        row = {"run": name, "variant": variant, "pretrained": pretrained,
+               "logs": {step: log for step, log in steps.items() if found[step]},
+               "missing": [log for step, log in steps.items() if not found[step]],
+               "errors": {steps[step]: info["error"] for step, info in found.items()
+                          if info and info["error"]},
+               "dev": accuracy(found.get("dev")), "test": None, "test_predictions": None,
+               "parameters": None, "pretrain_s": None, "finetune_s": None, "device": None, "dtype": None,
+               "bottleneck_dim": None, "corpus": None}
+        test = found.get("test")
+        if test:
+            row["test"] = accuracy(test)
+            row["test_predictions"] = test["predictions"] or (option(test["command"], "outputs_path")
+                                                              if row["test"] else None)
+        for step in ("pretrain", "finetune"):
+            if found.get(step) and found[step]["seconds"] is not None:
+                row[f"{step}_s"] = found[step]["seconds"]
+        # the training logs say best where the model ran; the evaluation logs say the same
+        for info in [found.get("finetune"), found.get("pretrain"), found.get("dev"), found.get("test")]:
+            if not info:
+                continue
+            for key, source in (("parameters", "parameters"), ("device", "device"), ("dtype", "dtype")):
+                if row[key] is None and info[source] is not None:
+                    row[key] = info[source]
+            if row["corpus"] is None:
+                row["corpus"] = corpus_of(info["command"])
+            if row["bottleneck_dim"] is None and variant == "perceiver":
+                bd = option(info["command"], "bottleneck_dim")
+                row["bottleneck_dim"] = int(bd) if bd and bd.isdigit() else None
+        row["status"] = ("failed" if row["errors"] else "not run" if not present
+                         else "complete" if not row["missing"] else "partial")
+        rows.append(row)
+    return rows
+
+
+def baseline(logs, name):
+    info = logs.get(name)
+    if not info:
+        return None
+    return {"place": info["place"], "accuracy": accuracy(info), "error": info["error"], "log": info["log"]}
+
+
+# ---------------------------------------------------------------- TensorBoard curves
+
+def event_runs(runs_dir):
+    """{phase: [(label, event file)]}: one entry per event file under runs_dir/PHASE/NAME/.
+
+    A directory gets one event file per training run that used the same name (e.g. finetuning
+    with and without pretraining), so each file is a line of its own, numbered by age."""
+    found = {}
+    files = glob.glob(os.path.join(runs_dir, "**", "events.out.tfevents.*"), recursive=True)
+    by_dir = {}
+    for f in files:
+        by_dir.setdefault(os.path.dirname(f), []).append(f)
+    for d, fs in sorted(by_dir.items()):
+        rel = os.path.relpath(d, runs_dir)
+        parts = rel.split(os.sep)
+        phase = parts[0] if len(parts) > 1 else "training"
+        name = os.sep.join(parts[1:]) if len(parts) > 1 else parts[0]
+        fs.sort(key=lambda f: (os.path.getmtime(f), f))
+        for i, f in enumerate(fs, 1):
+            label = name if len(fs) == 1 else f"{name} #{i} ({started(f)})"
+            found.setdefault(phase, []).append((label, f))
+    return found
+
+
+def started(event_file):
+    """The start time in an event file's name (events.out.tfevents.UNIXTIME.HOST...), as text."""
+    m = re.search(r"tfevents\.(\d+)", os.path.basename(event_file))
+    when = int(m[1]) if m else os.path.getmtime(event_file)
+    return datetime.datetime.fromtimestamp(when).strftime("%m-%d %H:%M")
+
+
+def read_scalars(path, tags=("train/loss", "train/lr")):
+    """{tag: ([steps], [values])} of one event file; {} when it cannot be read."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        acc = EventAccumulator(path, size_guidance={"scalars": 0})
+        acc.Reload()
+        available = acc.Tags().get("scalars", [])
+        return {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)])
+                for tag in tags if tag in available}
+    except Exception as e:  # a truncated or foreign file: skip it, say so
+        print(f"warning: cannot read {path}: {e}", file=sys.stderr)
+        return {}
+
+
+def plot_curves(runs_dir, out_dir):
+    """loss_PHASE.png per phase under runs_dir; returns [{phase, png, runs}]."""
+    curves = {phase: [(label, read_scalars(f)) for label, f in entries]
+              for phase, entries in event_runs(runs_dir).items()}
+    curves = {phase: [(label, s) for label, s in entries if "train/loss" in s] for phase, entries in curves.items()}
+    curves = {phase: entries for phase, entries in curves.items() if entries}
+    if not curves:
+        return []
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"warning: no plots: {e}", file=sys.stderr)
+        return []
+    plots = []
+    for phase, entries in sorted(curves.items()):
+        fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
+                                             gridspec_kw={"height_ratios": [3, 1]})
+        for label, scalars in entries:
+            steps, values = scalars["train/loss"]
+            (line,) = ax_loss.plot(steps, values, label=label, linewidth=1)
+            if "train/lr" in scalars:
+                ax_lr.plot(*scalars["train/lr"], color=line.get_color(), linewidth=1)
+        ax_loss.set_title(f"{phase}: training loss")
+        ax_loss.set_ylabel("train/loss")
+        ax_loss.grid(alpha=0.3)
+        ax_loss.legend(fontsize=7)
+        ax_lr.set_ylabel("train/lr")
+        ax_lr.set_xlabel("step")
+        ax_lr.grid(alpha=0.3)
+        fig.tight_layout()
+        png = os.path.join(out_dir, f"loss_{phase}.png")
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+        plots.append({"phase": phase, "png": png, "runs": [label for label, _ in entries]})
+    return plots
+
+
+# ---------------------------------------------------------------- writing it out
+
+def fmt_accuracy(acc):
+    return f"{acc['percent']:.1f}% ({acc['correct']}/{acc['total']})" if acc else DASH
+
+
+def fmt_seconds(s):
+    if s is None:
+        return DASH
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def fmt_test(row):
+    if row["test"]:
+        return fmt_accuracy(row["test"])
+    return "written" if row["test_predictions"] else DASH
+
+
+def fmt_device(row):
+    if not row["device"]:
+        return DASH
+    return f"{row['device']} ({row['dtype']})" if row["dtype"] else row["device"]
+
+
+def table(rows, with_test=True):
+    head = ["run", "dev accuracy"] + (["test predictions"] if with_test else []) + \
+           ["parameters", "pretrain time", "finetune time", "device", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        name = r["run"] + (f" (bottleneck {r['bottleneck_dim']})" if r["bottleneck_dim"] else "")
+        status = r["status"] + (" (see " + ", ".join(sorted(r["errors"])) + ")" if r["errors"] else "")
+        cells = [name, fmt_accuracy(r["dev"])] + ([fmt_test(r)] if with_test else []) + \
+                [f"{r['parameters']:,}" if r["parameters"] else DASH,
+                 fmt_seconds(r["pretrain_s"]) if r["pretrained"] else "n/a",
+                 fmt_seconds(r["finetune_s"]), fmt_device(r), status]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def baseline_line(b, what):
+    if not b:
+        return f"{what}: {DASH} (no log)"
+    place = f"always {b['place']!r}" if b["place"] else "constant answer"
+    if b["accuracy"]:
+        return f"{what} ({place}): {fmt_accuracy(b['accuracy'])}"
+    return f"{what} ({place}): {DASH}" + (f" ({b['error']})" if b["error"] else "")
+
+
+def corpora(rows):
+    return sorted({r["corpus"] for r in rows if r["corpus"]})
+
+
+def markdown(report, out_dir):
+    lines = ["# Results", "", f"Generated {report['generated']} by `src/report.py` from the logs in "
+             f"`{report['logs_dir']}` and the TensorBoard runs in `{report['runs_dir']}`.", ""]
+    a = report["assignment"]
+    if a:
+        lines += ["## The assignment's runs (`./run.sh TARGET`)", ""]
+        lines += table(a["runs"])
+        lines += ["", baseline_line(a["london_baseline"], "London baseline on the dev set")]
+        if corpora(a["runs"]):
+            lines += ["", "Pretraining corpus: " + ", ".join(f"`{c}`" for c in corpora(a["runs"]))]
+        lines += [""]
+    d = report["demo"]
+    if d:
+        lines += ["## The demo (`./run.sh demo`, synthetic corpus, small model)", ""]
+        lines += table(d["runs"], with_test=False)
+        lines += ["", baseline_line(d["baseline"], "Most common place baseline on the dev set"), ""]
+    if not a and not d:
+        lines += [f"No run logs found in `{report['logs_dir']}`: run `./run.sh TARGET`, `./run.sh all` or "
+                  f"`./run.sh demo` first.", ""]
+    lines += ["## Training loss", ""]
+    if report["plots"]:
+        for p in report["plots"]:
+            rel = os.path.relpath(p["png"], out_dir)
+            lines += [f"![{p['phase']} loss]({rel})", ""]
+    else:
+        lines += [f"{DASH} (no TensorBoard event files with train/loss under `{report['runs_dir']}`)", ""]
+    lines += ["Missing or failed pieces show as '—'; `status` says which logs are missing or failed "
+              "(results.json lists them).", ""]
+    return "\n".join(lines)
+
+
+def build_report(logs_dir, runs_dir, out_dir):
+    logs = {os.path.basename(p)[:-len(".log")]: parse_log(p)
+            for p in sorted(glob.glob(os.path.join(logs_dir, "*.log")))}
+    demo = {k: v for k, v in logs.items() if k.startswith("demo_")}
+    real = {k: v for k, v in logs.items() if not k.startswith("demo_")}
+    report = {"generated": datetime.datetime.now().isoformat(timespec="seconds"),
+              "logs_dir": logs_dir, "runs_dir": runs_dir, "assignment": None, "demo": None}
+    known = {log for *_, steps in assignment_runs() for log in steps.values()} | {"london_baseline"}
+    report["other_logs"] = sorted(set(real) - known)
+    if any(k in known for k in real):
+        report["assignment"] = {"runs": summarize(assignment_runs(), real),
+                                "london_baseline": baseline(real, "london_baseline")}
+    if demo:
+        report["demo"] = {"runs": summarize(demo_runs(demo), demo), "baseline": baseline(demo, "demo_baseline")}
+    report["plots"] = plot_curves(runs_dir, out_dir)
+    return report
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    p.add_argument("--logs", default=os.path.join("results", "logs"), help="run logs (default results/logs)")
+    p.add_argument("--runs", default="expt", help="TensorBoard runs: PHASE/NAME/events.* (default expt)")
+    p.add_argument("--out", default="results", help="where README.md, results.json and the PNGs go")
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    report = build_report(args.logs, args.runs, args.out)
+    readme, js = os.path.join(args.out, "README.md"), os.path.join(args.out, "results.json")
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(markdown(report, args.out))
+    with open(js, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(f"wrote {readme}, {js}" + "".join(f", {p['png']}" for p in report["plots"]))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""
+src/report.py (./run.sh report): the markdown table, results.json and the loss plots, from
+the logs and TensorBoard files of a tiny real run, from demo logs, and from nothing at all.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--dropout", "0", "--pretrain_epochs", "2",
+        "--finetune_epochs", "2", "--device", "cpu", "--tb_expt_name", "tiny"]
+
+
+def logged(logs, name, cmd, cwd):
+    """Run cmd and write its log the way run.sh does: '+ command', then stdout and stderr."""
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    with open(os.path.join(logs, f"{name}.log"), "w", encoding="utf-8") as f:
+        f.write("+ " + " ".join(cmd) + "\n" + result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """london_baseline and vanilla pretrain -> finetune -> evaluate dev on a 40-person corpus,
+    with TensorBoard on (cwd is the tmp dir, so expt/ lands there)."""
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    sys.path.insert(0, os.path.join(ROOT, "data"))
+    try:
+        from make_synthetic_corpus import make_corpus
+    finally:
+        sys.path.pop(0)
+    d = make_corpus(str(tmp / "data"), n_people=40, seed=0)
+    logs = tmp / "logs"
+    logs.mkdir()
+    run_py, out = os.path.join(ROOT, "src", "run.py"), str(tmp)
+    logged(logs, "london_baseline", [PY, os.path.join(ROOT, "src", "london_baseline.py"), "--eval_corpus_path",
+                                     d["dev"], "--outputs_path", f"{out}/london_baseline_accuracy.txt"], tmp)
+    logged(logs, "vanilla_pretrain", [PY, run_py, "pretrain", "vanilla", d["wiki"], "--writing_params_path",
+                                      f"{out}/vanilla.pretrain.params", *TINY], tmp)
+    logged(logs, "vanilla_finetune_with_pretrain",
+           [PY, run_py, "finetune", "vanilla", d["wiki"], "--reading_params_path", f"{out}/vanilla.pretrain.params",
+            "--writing_params_path", f"{out}/vanilla.finetune.params", "--finetune_corpus_path", d["train"], *TINY], tmp)
+    logged(logs, "vanilla_eval_dev_with_pretrain",
+           [PY, run_py, "evaluate", "vanilla", d["wiki"], "--reading_params_path", f"{out}/vanilla.finetune.params",
+            "--eval_corpus_path", d["dev"], "--outputs_path", f"{out}/vanilla.pretrain.dev.predictions", *TINY], tmp)
+    return tmp
+
+
+def test_report_command_writes_table_json_and_plots(tiny_run):
+    out = tiny_run / "report"
+    result = subprocess.run([os.path.join(ROOT, "run.sh"), "report", "--logs", str(tiny_run / "logs"),
+                             "--runs", str(tiny_run / "expt"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    data = json.loads((out / "results.json").read_text())
+    runs = {r["run"]: r for r in data["assignment"]["runs"]}
+    assert set(runs) == {"vanilla, no pretraining", "vanilla, pretrained", "rope, pretrained",
+                         "perceiver, pretrained", "synthesizer, pretrained"}
+    vanilla = runs["vanilla, pretrained"]
+    model_line = next(line for line in (tiny_run / "logs" / "vanilla_pretrain.log").read_text().splitlines()
+                      if line.startswith("model: "))
+    assert f"{vanilla['parameters']:,} parameters" in model_line
+    assert vanilla["dev"]["total"] == 7 and 0 <= vanilla["dev"]["correct"] <= 7
+    assert vanilla["pretrain_s"] > 0 and vanilla["finetune_s"] > 0
+    assert vanilla["device"] == "cpu" and vanilla["dtype"] == "float32"
+    assert vanilla["status"] == "partial" and vanilla["missing"] == ["vanilla_eval_test_with_pretrain"]
+    assert vanilla["test_predictions"] is None
+    assert runs["rope, pretrained"]["status"] == "not run" and runs["rope, pretrained"]["dev"] is None
+    london = data["assignment"]["london_baseline"]
+    assert london["place"] == "London" and london["accuracy"]["total"] == 7
+
+    readme = (out / "README.md").read_text()
+    assert "| run | dev accuracy | test predictions | parameters |" in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| vanilla, pretrained |"))
+    assert f"{vanilla['dev']['percent']:.1f}%" in row and f"{vanilla['parameters']:,}" in row and "cpu" in row
+    rope_row = next(line for line in readme.splitlines() if line.startswith("| rope, pretrained |"))
+    assert rope_row.count("—") >= 4
+    assert "London baseline" in readme
+
+    phases = {p["phase"]: p for p in data["plots"]}
+    assert set(phases) == {"pretrain", "finetune"}
+    for p in phases.values():
+        with open(p["png"], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert os.path.basename(p["png"]) in readme
+        assert p["runs"] == ["tiny_vanilla_32_pt_lr_0.006000_ft_lr_0.000600"]
+
+
+DEMO_LOGS = {
+    "demo_baseline": "+ python src/london_baseline.py --most_common_from x\n"
+                     "Always answering 'Paris' on data/synthetic/birth_dev.tsv: Correct: 9 out of 85: 10.588%\n",
+    "demo_finetune_without_pretrain": "+ python src/run.py finetune rope data/synthetic/wiki.txt\n"
+                                      "device: NVIDIA H100 80GB HBM3 | dtype: bf16 autocast | fused attention: on\n"
+                                      "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
+                                      "finetune:  50%|##| 1/2\rfinetune: 100%|##| 2/2\nfinetune took 20.1 s\n",
+    "demo_eval_without_pretrain": "+ python src/run.py evaluate rope data/synthetic/wiki.txt\n"
+                                  "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
+                                  "Correct: 2 out of 85: 2.3529411764705883%\n",
+    "demo_pretrain": "+ python src/run.py pretrain rope data/synthetic/wiki.txt\n"
+                     "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
+                     "Traceback (most recent call last):\n  File \"src/run.py\"\nKeyboardInterrupt\ninterrupted\n",
+}
+
+
+def test_demo_logs_and_failures(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, text in DEMO_LOGS.items():
+        (logs / f"{name}.log").write_text(text)
+    data = report.main(["--logs", str(logs), "--runs", str(tmp_path / "no_expt"), "--out", str(tmp_path / "out")])
+    assert data["assignment"] is None
+    runs = {r["run"]: r for r in data["demo"]["runs"]}
+    nopre, pre = runs["rope, no pretraining"], runs["rope, pretrained"]
+    assert nopre["dev"] == {"correct": 2, "total": 85, "percent": 2.3529411764705883}
+    assert nopre["finetune_s"] == 20.1 and nopre["parameters"] == 3323392
+    assert nopre["device"] == "NVIDIA H100 80GB HBM3" and nopre["dtype"] == "bf16 autocast"
+    assert pre["status"] == "failed" and "demo_pretrain" in pre["errors"]
+    assert data["demo"]["baseline"]["place"] == "Paris"
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "| rope, no pretraining | 2.4% (2/85) |" in readme
+    assert "failed (see demo_pretrain)" in readme
+    assert "## The assignment's runs" not in readme
+    assert data["plots"] == [] and "no TensorBoard event files" in readme
+
+
+def test_nothing_to_report(tmp_path):
+    data = report.main(["--logs", str(tmp_path / "missing"), "--runs", str(tmp_path / "missing"),
+                        "--out", str(tmp_path / "out")])
+    assert data["assignment"] is None and data["demo"] is None and data["plots"] == []
+    assert "No run logs found" in (tmp_path / "out" / "README.md").read_text()
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["demo"] is None

@@ -1,0 +1,94 @@
+"""
+run.sh: its help lists every run of SPEC §9, `--synthetic all` completes on a tiny corpus and
+is idempotent, and a target without real data fails with a clear error.
+
+Everything runs in tmp_path (SYNTHETIC_DIR, RESULTS_DIR, DATA_DIR) with a tiny model.
+"""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_SH = os.path.join(ROOT, "run.sh")
+VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
+TARGETS = ["london_baseline", "vanilla_finetune_without_pretrain", "vanilla_eval_dev_without_pretrain",
+           "vanilla_eval_test_without_pretrain"] + [
+    f"{v}_{step}" for v in VARIANTS
+    for step in ("pretrain", "finetune_with_pretrain", "eval_dev_with_pretrain", "eval_test_with_pretrain")]
+OUTPUTS = ["london_baseline_accuracy.txt", "vanilla.model.params", "vanilla.nopretrain.dev.predictions",
+           "vanilla.nopretrain.test.predictions"] + [
+    f"{v}.{suffix}" for v in VARIANTS
+    for suffix in ("pretrain.params", "finetune.params", "pretrain.dev.predictions", "pretrain.test.predictions")]
+TINY = ("--n_layer 2 --n_head 2 --n_embd 32 --dropout 0 --pretrain_epochs 1 --finetune_epochs 1 "
+        "--no_tensorboard --device cpu")
+
+
+def run_sh(*args, env=None, timeout=300):
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run([RUN_SH, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def tiny_env(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "data"))
+    try:
+        from make_synthetic_corpus import make_corpus
+    finally:
+        sys.path.pop(0)
+    make_corpus(str(tmp_path / "synthetic"), n_people=40, seed=0)
+    return {"SYNTHETIC_DIR": str(tmp_path / "synthetic"), "RESULTS_DIR": str(tmp_path / "results"),
+            "RUN_ARGS": TINY}
+
+
+def test_help_lists_every_run():
+    result = run_sh("help")
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split()}
+    for target in TARGETS + ["all"]:
+        assert target in listed, f"{target} missing from ./run.sh help"
+    # the `->` column is the handout file each target writes, one target per file
+    written = {line.split()[0]: os.path.basename(line.split("->")[1].strip())
+               for line in result.stdout.splitlines() if "->" in line}
+    assert sorted(written[t] for t in TARGETS) == sorted(OUTPUTS)
+    assert written["rope_finetune_with_pretrain"] == "rope.finetune.params"
+    assert written["vanilla_eval_test_without_pretrain"] == "vanilla.nopretrain.test.predictions"
+    assert "report" in result.stdout
+
+
+def test_target_without_real_data_is_a_clear_error(tmp_path):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    result = run_sh("vanilla_pretrain", env={"DATA_DIR": str(empty), "RESULTS_DIR": str(tmp_path / "results")})
+    assert result.returncode != 0
+    assert "wiki.txt not found" in result.stderr
+    assert "--synthetic" in result.stderr  # says what to do instead
+    assert not (tmp_path / "results" / "logs").exists()  # nothing ran
+
+
+def test_unknown_target_is_an_error(tmp_path):
+    result = run_sh("--synthetic", "no_such_target", env=tiny_env(tmp_path))
+    assert result.returncode == 2
+    assert "unknown target" in result.stderr
+
+
+def test_synthetic_all_completes_and_is_idempotent(tmp_path):
+    env = tiny_env(tmp_path)
+    first = run_sh("--synthetic", "all", env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = tmp_path / "results" / "synthetic"
+    for name in OUTPUTS:
+        assert (out / name).is_file(), f"{name} not written"
+    for target in TARGETS:
+        assert (tmp_path / "results" / "logs" / f"{target}.log").is_file()
+    assert "Correct:" in (tmp_path / "results" / "logs" / "rope_eval_dev_with_pretrain.log").read_text()
+    assert "no targets provided" in (tmp_path / "results" / "logs" / "rope_eval_test_with_pretrain.log").read_text()
+    # one prediction per question
+    dev_questions = (tmp_path / "synthetic" / "birth_dev.tsv").read_text().splitlines()
+    assert len((out / "perceiver.pretrain.dev.predictions").read_text().splitlines()) == len(dev_questions)
+
+    mtimes = {name: os.stat(out / name).st_mtime_ns for name in OUTPUTS}
+    second = run_sh("--synthetic", "all", env=env, timeout=60)
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert len(lines) == len(TARGETS)
+    assert all(line.startswith("up to date: ") for line in lines), second.stdout
+    assert {name: os.stat(out / name).st_mtime_ns for name in OUTPUTS} == mtimes
