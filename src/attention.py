@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attention_math import (apply_causal_mask, attn_scaled, attn_softmax, compute_outputs,
-                            make_causal_mask, merge_heads, pairwise_similarities, split_heads)
+                            make_causal_mask, merge_heads, pairwise_similarities, split_heads,
+                            zero_masked_weights)
 
 
 def precompute_rotary_emb(dim, max_positions):
@@ -53,7 +54,9 @@ class AttentionCore(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_drop = nn.Dropout(config.attn_pdrop)
         self.resid_drop = nn.Dropout(config.resid_pdrop)
-        self.fused = getattr(config, "fused_attention", False)
+        # experiment (CS224N §2.2): mask after the softmax; only the plain path can do it
+        self.mask_after_softmax = getattr(config, "mask_after_softmax", False)
+        self.fused = getattr(config, "fused_attention", False) and not self.mask_after_softmax
         # causal_mask[i, j] is True where query i may see key j; sliced per call
         self.register_buffer("causal_mask", make_causal_mask(config.block_size, config.block_size),
                              persistent=False)
@@ -71,9 +74,12 @@ class AttentionCore(nn.Module):
 
         scores (B, nh, Tq, Tk), v (B, nh, Tk, hs) -> (B, nh, Tq, hs)
         """
-        scores = apply_causal_mask(scores, self.mask(scores.size(-2), scores.size(-1), offset))
-        weights = self.attn_drop(attn_softmax(scores.float()).type_as(v))
-        return compute_outputs(weights, v)
+        mask = self.mask(scores.size(-2), scores.size(-1), offset)
+        if self.mask_after_softmax:  # the naive order: future keys still share the denominator
+            weights = zero_masked_weights(attn_softmax(scores.float()), mask)
+        else:
+            weights = attn_softmax(apply_causal_mask(scores, mask).float())
+        return compute_outputs(self.attn_drop(weights.type_as(v)), v)
 
     def output(self, y):
         """(B, nh, T, hs) -> (B, T, C): merge heads, project, dropout."""
@@ -86,7 +92,8 @@ class CausalCrossAttention(AttentionCore):
     def __init__(self, config):
         super().__init__(config)
         self.key = nn.Linear(config.n_embd, config.n_embd)
-        self.query = nn.Linear(config.n_embd, config.n_embd)
+        # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
+        self.query = self.key if getattr(config, "shared_qk", False) else nn.Linear(config.n_embd, config.n_embd)
 
     def attend(self, q, k, v, offset=0):
         """Scaled dot-product attention: q (B, nh, Tq, hs), k/v (B, nh, Tk, hs) -> (B, nh, Tq, hs)."""

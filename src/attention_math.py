@@ -51,6 +51,15 @@ def attn_softmax(scores):
     return torch.softmax(scores, dim=-1)
 
 
+def zero_masked_weights(weights, mask):
+    """The naive causal mask, applied after the softmax: weights (..., Tq, Tk), mask (Tq, Tk) bool.
+
+    Masked-out weights become 0 and the rest are not renormalised, so rows sum to less
+    than 1 and the future keys still shaped every row through the softmax's denominator.
+    """
+    return weights.masked_fill(~mask, 0.0)
+
+
 def compute_outputs(weights, V):
     """Weighted sum of values: (..., Tq, Tk), (..., Tk, dv) -> (..., Tq, dv)."""
     return weights @ V

@@ -66,14 +66,24 @@ class CorruptionBatches:
     sequence of batches. seed=None draws the seed from torch's global generator (so
     set_seed() makes it reproducible). state_dict()/load_state_dict() save and restore
     the random stream (resumable training).
+
+    Data-parallel training (rank, world_size): every rank holds the same generator (give
+    them the same seed) and so draws the same permutation and the same random numbers for
+    the whole step's world_size * batch_size examples, then builds only its own share:
+    together the ranks make exactly the batches of one process with batch_size * world_size,
+    and the random stream stays the same on every rank (one state_dict resumes them all).
+    As with DistributedSampler, the order is padded by repeating its start so that every
+    rank gets the same number of documents, hence the same number of batches.
     """
 
-    def __init__(self, dataset, batch_size, device="cpu", shuffle=True, seed=None, drop_last=False):
+    def __init__(self, dataset, batch_size, device="cpu", shuffle=True, seed=None, drop_last=False, rank=0,
+                 world_size=1):
         self.dataset = dataset
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.rank, self.world_size = rank, world_size
         self.block_size = dataset.block_size
         self.shortest, self.longest = truncation_range(self.block_size)
         ids, lengths = encode_documents(dataset.data, dataset.stoi, self.longest)
@@ -98,8 +108,11 @@ class CorruptionBatches:
         """Continue the random stream from state_dict(); a new epoch then draws as the saved one would."""
         self.generator.set_state(state["generator"].cpu())
 
+    def documents_per_rank(self):
+        return math.ceil(len(self.lengths) / self.world_size)
+
     def __len__(self):
-        n = len(self.lengths)
+        n = self.documents_per_rank()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
@@ -108,8 +121,13 @@ class CorruptionBatches:
             order = torch.randperm(n, generator=self.generator, device=self.device)
         else:
             order = torch.arange(n, device=self.device)
+        if self.world_size > 1:
+            order = order.repeat(self.world_size)[:self.documents_per_rank() * self.world_size]  # padded
+        step = self.batch_size * self.world_size  # documents per optimizer step, all ranks together
         for b in range(len(self)):
-            yield self.batch(order[b * self.batch_size:(b + 1) * self.batch_size])
+            chunk = order[b * step:(b + 1) * step]  # (k * world_size,); k = batch_size, or fewer in the last
+            k = len(chunk) // self.world_size
+            yield self.batch(chunk[self.rank * k:(self.rank + 1) * k])  # (k,) this rank's share
 
     def uniform_int(self, low, high, u):
         """Integers uniform over [low, high] (inclusive; ints or per-element tensors) from u ~ U[0, 1)."""
@@ -118,8 +136,11 @@ class CorruptionBatches:
 
     def draw(self, doc_idx):
         """(n, m, p) (B,) each: truncated length, masked length, prefix length of each example."""
-        u = torch.rand(3, len(doc_idx), dtype=self.uniform_dtype, generator=self.generator,
-                       device=self.device)  # (3, B)
+        B = len(doc_idx)
+        # the draws of the whole step (B examples on each rank), the same on every rank; this rank's share
+        u = torch.rand(3, B * self.world_size, dtype=self.uniform_dtype, generator=self.generator,
+                       device=self.device)  # (3, B * world_size)
+        u = u[:, self.rank * B:(self.rank + 1) * B]  # (3, B)
         # index_select rather than t[idx]: on CPU, advanced indexing splits even small
         # batches over threads, which costs milliseconds on a busy machine
         L = self.uniform_int(self.shortest, self.longest, u[0])  # (B,) truncation length

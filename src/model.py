@@ -7,14 +7,21 @@ perceiver    DownProjectBlock -> n_layer-2 Blocks on bottleneck_dim slots -> UpP
 synthesizer  SynthesizerAttention in every block
 
 GPT(config)(idx, targets) -> (logits (B, T, vocab_size), loss or None).
+
+Experiment switches of CS224N §2.2, off by default (EXPERIMENTS):
+mask_after_softmax   zero the future attention weights after the softmax (naive, not causal)
+position_embedding   "learned" (pos_emb parameter) or "sinusoidal" (fixed, the Transformer paper's)
+shared_qk            one projection for queries and keys
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
+from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention, precompute_rotary_emb
 
 VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
+EXPERIMENTS = ("mask_after_softmax", "position_embedding", "shared_qk")  # GPTConfig fields, recorded in params files
+POSITION_EMBEDDINGS = ("learned", "sinusoidal")
 
 
 class GPTConfig:
@@ -30,6 +37,10 @@ class GPTConfig:
     bottleneck_dim = None
     synthesizer = False
     fused_attention = False  # F.scaled_dot_product_attention instead of the plain path
+    # experiments, see the module docstring
+    mask_after_softmax = False
+    position_embedding = "learned"
+    shared_qk = False
 
     def __init__(self, vocab_size, block_size, **kwargs):
         self.vocab_size = vocab_size
@@ -42,6 +53,15 @@ def config_for_variant(variant, vocab_size, block_size, bottleneck_dim=32, **kwa
     """GPTConfig with the flags of one of VARIANTS set."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    position_embedding = kwargs.get("position_embedding", GPTConfig.position_embedding)
+    if position_embedding not in POSITION_EMBEDDINGS:
+        raise ValueError(f"unknown position_embedding {position_embedding!r}; choose one of "
+                         f"{', '.join(POSITION_EMBEDDINGS)}")
+    if variant == "rope" and position_embedding != "learned":
+        raise ValueError(f"position_embedding {position_embedding} does not apply to rope, "
+                         f"which has no position embedding (it rotates queries and keys instead)")
+    if variant == "synthesizer" and kwargs.get("shared_qk"):
+        raise ValueError("shared_qk does not apply to synthesizer, whose attention has no queries or keys")
     return GPTConfig(vocab_size, block_size, rope=variant == "rope",
                      perceiver=variant == "perceiver", synthesizer=variant == "synthesizer",
                      bottleneck_dim=bottleneck_dim if variant == "perceiver" else None, **kwargs)
@@ -116,7 +136,12 @@ class GPT(nn.Module):
         # the synthesizer's score rows cover block_size-1 positions
         self.max_len = config.block_size - 1 if config.synthesizer else config.block_size
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        if not config.rope:
+        # rope has no position embedding: positions enter as rotations of queries and keys
+        if not config.rope and config.position_embedding == "sinusoidal":
+            # fixed, not learned: the angles t * 10000^(-2i/C) of RoPE's table, laid out sin, cos, sin, ...
+            table = precompute_rotary_emb(config.n_embd, config.block_size).flip(-1).flatten(-2)
+            self.register_buffer("pos_emb", table[None, :, :config.n_embd], persistent=False)  # (1, T, C)
+        elif not config.rope:
             self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
         self.drop = nn.Dropout(config.embd_pdrop)
         if config.perceiver:
@@ -145,8 +170,9 @@ class GPT(nn.Module):
 
     @property
     def supports_kv_cache(self):
-        """The perceiver's bottleneck slots change as the input grows, so it decodes uncached."""
-        return not self.perceiver
+        """The perceiver's bottleneck slots change as the input grows, so it decodes uncached; with
+        mask_after_softmax every position depends on later ones, which a cache cannot update."""
+        return not self.perceiver and not self.config.mask_after_softmax
 
     def forward(self, idx, targets=None, kv_cache=None):
         """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy

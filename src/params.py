@@ -5,6 +5,7 @@ against the model on loading with one clear message for any mismatch.
 """
 import torch
 
+from model import EXPERIMENTS, GPTConfig
 from trainer import save_state_dict
 from utils import UserError, check_output_dir
 
@@ -16,7 +17,7 @@ def describe_model(model, variant, itos):
     c = model.config
     return {"variant": variant, "n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
             "block_size": c.block_size, "bottleneck_dim": c.bottleneck_dim if c.perceiver else None,
-            "vocab": "".join(itos)}
+            **{name: getattr(c, name) for name in EXPERIMENTS}, "vocab": "".join(itos)}
 
 
 def infer_variant(state_dict):
@@ -25,8 +26,8 @@ def infer_variant(state_dict):
         return "perceiver", state_dict["down_block.C"].shape[1]
     if any(name.endswith("attn.w2") for name in state_dict):
         return "synthesizer", None
-    if "pos_emb" not in state_dict:
-        return "rope", None
+    if "pos_emb" not in state_dict and any(name.endswith("attn.rope_cache") for name in state_dict):
+        return "rope", None  # not just "no pos_emb": sinusoidal position embeddings are not saved either
     return "vanilla", None
 
 
@@ -60,6 +61,8 @@ def load_params(model, path, variant, itos):
         raise UserError(f"params file {path} has bottleneck_dim {file_bottleneck}, but "
                         f"--bottleneck_dim is {expected['bottleneck_dim']}")
     if found:
+        # files from before the experiment switches had them all off
+        found = {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found}
         diffs = [f"{key} {found.get(key)!r} in the file vs {value!r} here" for key, value in expected.items()
                  if key != "vocab" and found.get(key) != value]
         if found.get("vocab") not in (None, expected["vocab"]):
@@ -81,5 +84,10 @@ def load_params(model, path, variant, itos):
                 ([f"unexpected {', '.join(unexpected[:4])}"] if unexpected else []) + \
                 ([f"shape of {', '.join(wrong_shape[:3])}"] if wrong_shape else [])
         raise UserError(f"params file {path} does not fit the {variant} model "
-                        f"(n_layer/n_head/n_embd/block_size/vocabulary differ?): " + "; ".join(parts))
+                        f"(n_layer/n_head/n_embd/block_size/vocabulary/position_embedding differ?): "
+                        + "; ".join(parts))
+    # shared_qk stores its one projection under both names; a file without metadata may hold two
+    if model.config.shared_qk and any(not torch.equal(v, state_dict[k.replace(".query.", ".key.")])
+                                      for k, v in state_dict.items() if ".query." in k):
+        raise UserError(f"params file {path} has separate query and key projections, but shared_qk is on")
     model.load_state_dict(state_dict)

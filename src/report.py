@@ -29,7 +29,7 @@ PATTERNS = {
     "correct": re.compile(r"Correct: (?P<correct>\d+) out of (?P<total>\d+): (?P<percent>[\d.eE+-]+)%"),
     "no_targets": re.compile(r"Predictions written to (?P<path>.*); no targets provided"),
     "baseline": re.compile(r"^Always answering (?P<place>'.*?'|\".*?\") on "),
-    "error": re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted$"),
+    "error": re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted(?:$|: )"),
 }
 
 

@@ -8,6 +8,8 @@ Command line of the assignment: pretrain | finetune | evaluate a variant.
         --eval_corpus_path birth_dev.tsv --outputs_path vanilla.pretrain.dev.predictions
 
 The defaults are the assignment's recipe; the options after --device are this project's.
+Under `torchrun --nproc_per_node N src/run.py pretrain|finetune ...` training is data-parallel
+(distributed.py): --batch_size per process, rank 0 alone prints and saves.
 """
 import argparse
 import os
@@ -16,9 +18,11 @@ import time
 
 import torch
 
+import distributed
+from corruption import CorruptionBatches
 from dataset import CharCorruptionDataset, NameDataset
 from decoding import encode_question, predict_places
-from model import GPT, VARIANTS, config_for_variant
+from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, GPTConfig, config_for_variant
 from params import load_params, save_params
 from trainer import Trainer, TrainerConfig
 from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
@@ -54,7 +58,18 @@ def parse_args(argv=None):
     p.add_argument("--num_workers", type=int, default=None, help="data loader workers (default 4 on CUDA, else 0)")
     p.add_argument("--plain", action="store_true",
                    help="turn every speed feature off: plain attention, fp32, one-by-one decoding")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for training (compiling takes a while; falls back to eager "
+                        "with a note where it fails)")
     p.add_argument("--no_tensorboard", action="store_true")
+    # experiments of CS224N §2.2, off by default; evaluate and finetune need the ones the params were made with
+    p.add_argument("--mask_after_softmax", action="store_true",
+                   help="zero future attention weights after the softmax, without renormalising (leaks the "
+                        "future; plain attention path)")
+    p.add_argument("--position_embedding", choices=POSITION_EMBEDDINGS, default="learned",
+                   help="learned (pos_emb parameter) or sinusoidal (fixed); not for rope")
+    p.add_argument("--shared_qk", action="store_true",
+                   help="one projection for queries and keys; not for synthesizer")
     p.add_argument("--save_every", type=int, default=10,
                    help="epochs between resumable checkpoints at WRITING_PARAMS_PATH.ckpt (0: only on Ctrl-C)")
     p.add_argument("--resume", action="store_true",
@@ -69,11 +84,14 @@ class Setup:
     """Device, dtype and fast paths, decided once at start-up."""
 
     def __init__(self, args):
-        self.device = resolve_device(args.device)
+        # under torchrun: join the process group; each process gets its own GPU
+        self.device = distributed.init(resolve_device(args.device))
         cuda = self.device.type == "cuda"
         self.fused_attention = not args.plain
         self.amp_dtype = torch.bfloat16 if cuda and not args.plain and torch.cuda.is_bf16_supported() else None
         self.batched_decoding = not args.plain
+        self.batched_corruption = not args.plain  # pretraining batches built with tensor ops on the device
+        self.compile = args.compile
         if cuda and not args.plain:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -81,7 +99,9 @@ class Setup:
         name = torch.cuda.get_device_name(self.device) if cuda else self.device.type
         print(f"device: {name} | dtype: {'bf16 autocast' if self.amp_dtype else 'float32'} | "
               f"fused attention: {on(self.fused_attention)} | TF32: {on(cuda and not args.plain)} | "
-              f"batched KV-cache decoding: {on(self.batched_decoding)}", flush=True)
+              f"batched KV-cache decoding: {on(self.batched_decoding)} | "
+              f"batched span corruption: {on(self.batched_corruption)} | torch.compile: {on(self.compile)}",
+              flush=True)
 
 
 def on(flag):
@@ -89,21 +109,30 @@ def on(flag):
 
 
 def build_model(args, setup, vocab_size):
-    config = config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
-                                n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                                embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
-                                fused_attention=setup.fused_attention)
+    try:
+        config = config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
+                                    n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                                    embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
+                                    fused_attention=setup.fused_attention, mask_after_softmax=args.mask_after_softmax,
+                                    position_embedding=args.position_embedding, shared_qk=args.shared_qk)
+    except ValueError as e:  # an experiment switch that does not apply to the variant
+        raise UserError(str(e)) from None
     if args.n_embd % args.n_head:
         raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
     model = GPT(config).to(setup.device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {args.variant}, {n_params:,} parameters, vocabulary {vocab_size}, block size {args.block_size}",
-          flush=True)
+    # the experiment switches that are on, e.g. "shared_qk, position_embedding sinusoidal"
+    switches = [name if value is True else f"{name} {value}" for name in EXPERIMENTS
+                if (value := getattr(config, name)) != getattr(GPTConfig, name)]
+    print(f"model: {args.variant}, {n_params:,} parameters, vocabulary {vocab_size}, block size {args.block_size}"
+          + (f" | experiments: {', '.join(switches)}" if switches else ""), flush=True)
+    if config.mask_after_softmax and setup.fused_attention:
+        print("mask_after_softmax: attention takes the plain path, not the fused one", flush=True)
     return model
 
 
 def tensorboard_writer(args):
-    if args.no_tensorboard:
+    if args.no_tensorboard or not distributed.is_main():
         return None
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(log_dir=f"expt/{args.function}/{args.tb_expt_name}_{args.variant}_{args.bottleneck_dim}"
@@ -127,9 +156,15 @@ def train(model, dataset, trainer_config, setup, args):
     trainer_config.fused_adamw = setup.device.type == "cuda" and setup.fused_attention
     trainer_config.num_workers = setup.num_workers
     trainer_config.log_every = 10 if setup.device.type == "cuda" else 1
+    trainer_config.compile = setup.compile
     started = time.time()
     try:
         Trainer(model, dataset, None, trainer_config).train()
+    except KeyboardInterrupt:
+        if os.path.exists(trainer_config.resume_path):  # the trainer saved where it stood
+            raise KeyboardInterrupt(f"training state saved to {trainer_config.resume_path}; "
+                                    f"run the same command with --resume to continue") from None
+        raise
     finally:
         if trainer_config.writer is not None:
             trainer_config.writer.close()
@@ -138,6 +173,8 @@ def train(model, dataset, trainer_config, setup, args):
 
 def finish(model, args, itos):
     """Write the params, then drop the resumable checkpoint that is no longer needed."""
+    if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
+        return
     save_params(model, args.writing_params_path, args.variant, itos)
     if os.path.exists(args.writing_params_path + ".ckpt"):
         os.remove(args.writing_params_path + ".ckpt")
@@ -150,8 +187,15 @@ def pretrain(args, setup, pretrain_dataset, model):
     block = args.block_size
     config = TrainerConfig(max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
                            learning_rate=args.pretrain_lr, lr_decay=True, warmup_tokens=512 * 20,
-                           final_tokens=650 * len(pretrain_dataset) * block, writer=tensorboard_writer(args),
+                           # the recipe's 650 epochs by default; a shorter run still decays to its end
+                           final_tokens=args.pretrain_epochs * len(pretrain_dataset) * block,
+                           writer=tensorboard_writer(args),
                            desc="pretrain")
+    if setup.batched_corruption:
+        # whole batches corrupted at once with tensor ops on the training device, not example by example
+        # in Python; each rank of a distributed run builds its share of every step's batch
+        config.train_loader = CorruptionBatches(pretrain_dataset, config.batch_size, device=setup.device,
+                                                rank=distributed.rank(), world_size=distributed.world_size())
     train(model, pretrain_dataset, config, setup, args)
     finish(model, args, pretrain_dataset.itos)
 
@@ -173,6 +217,8 @@ def finetune(args, setup, pretrain_dataset, model):
 
 
 def evaluate(args, setup, pretrain_dataset, model):
+    if not distributed.is_main():  # under torchrun, decoding is rank 0's alone
+        return
     params = require(args.reading_params_path, "--reading_params_path", "evaluate")
     path = require(args.eval_corpus_path, "--eval_corpus_path", "evaluate")
     out = require(args.outputs_path, "--outputs_path", "evaluate")
@@ -186,6 +232,7 @@ def evaluate(args, setup, pretrain_dataset, model):
     questions = [question for _, question in numbered]
     if not questions:
         raise UserError(f"evaluation corpus {path} has no questions")
+    evaluate_places(path, [""] * len(questions))  # a malformed line stops the run now, before anything is written
     for number, question in numbered:
         ids, unknown = encode_question(question, pretrain_dataset.stoi)
         if unknown:
@@ -224,6 +271,8 @@ if __name__ == "__main__":
         main()
     except UserError as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, and the shell's exit status for SIGINT
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        distributed.destroy()

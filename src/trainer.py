@@ -6,13 +6,17 @@ seen, a progress bar and TensorBoard logging.
 import math
 import os
 import random
+import signal
 import sys
+import threading
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+import distributed
 from utils import UserError
 
 
@@ -46,6 +50,7 @@ class TrainerConfig:
     amp_dtype = None  # e.g. torch.bfloat16 to train under autocast
     fused_adamw = False
     log_every = 1  # steps between loss read-outs (each one syncs with the GPU)
+    compile = False  # torch.compile the model for training (eager again if compiling fails)
     desc = "train"
 
     def __init__(self, **kwargs):
@@ -85,11 +90,58 @@ def make_optimizer(model, config):
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, **extra)
 
 
+def rng_state():
+    """Every random generator training draws from (shuffling, corruption, dropout)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng):
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    distributed.diverge_rngs()  # rank 0's saved streams, made different on each rank again
+
+
 def save_state_dict(state_dict, path):
     """torch.save through a temporary file and a rename: never a truncated file."""
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state_dict, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state_dict, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: no half file left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class DeferredInterrupt:
+    """Between start() and stop(), Ctrl-C takes effect at the next check(), between training
+    steps, so it never lands half-way through an optimizer update; a second Ctrl-C acts at once."""
+
+    def start(self):
+        self.pending, self.previous = False, None
+        # only the main thread may set handlers, and a handler someone else installed is left alone
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self.defer)
+        return self
+
+    def defer(self, signum, frame):
+        self.pending = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def check(self):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def stop(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 class Trainer:
@@ -105,8 +157,47 @@ class Trainer:
 
     def loader(self, dataset, shuffle):
         cfg = self.config
-        return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+        sampler = None
+        if shuffle and distributed.active():
+            # each rank its own share of every epoch, in an order all ranks agree on (seed + epoch)
+            sampler = DistributedSampler(dataset, shuffle=True, seed=torch.initial_seed() % 2 ** 62)
+        return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                          num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=cfg.num_workers > 0)
+
+    def wrap(self, model):
+        """The model as trained: under DistributedDataParallel in a distributed run, compiled with
+        config.compile. self.eager keeps the uncompiled one to fall back on."""
+        if distributed.active():
+            # the copies start equal (DDP broadcasts rank 0's weights) and backward averages their gradients
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None)
+        self.eager = model
+        if self.config.compile:
+            try:
+                model = torch.compile(model)
+            except Exception as e:  # noqa: BLE001 - e.g. a platform torch.compile does not support
+                print(f"torch.compile unavailable ({type(e).__name__}: {str(e)[:200]}); training the eager model",
+                      flush=True)
+        return model
+
+    def forward_backward(self, x, y):
+        """The batch's loss, with its gradients in .grad. A compiled model compiles on its first
+        calls (and on a new batch shape); if that fails (no C++ compiler, an unsupported op),
+        training goes on with the eager model, from this same batch."""
+        try:
+            with self.autocast():
+                _, loss = self.train_model(x, y)
+            self.train_model.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss
+        except Exception as e:  # noqa: BLE001 - any failure of the compiled model means "run it eagerly"
+            if self.train_model is self.eager:
+                raise
+            print(f"torch.compile failed ({type(e).__name__}: {str(e)[:300]}); training the eager model",
+                  flush=True)
+            self.train_model = self.eager
+            return self.forward_backward(x, y)
 
     def autocast(self):
         dtype = self.config.amp_dtype
@@ -126,61 +217,105 @@ class Trainer:
         model, cfg = self.model, self.config
         optimizer = make_optimizer(model, cfg)
         train_loader = cfg.train_loader or self.loader(self.train_dataset, shuffle=True)
+        distributed.diverge_rngs()  # after the sampler's seed, which must be the same on every rank
+        self.train_model = model = self.wrap(model)
         test_loader = self.loader(self.test_dataset, shuffle=False) if self.test_dataset is not None else None
         n_batches = len(train_loader)
+        self.train_loader = train_loader
         self.epoch, self.iteration = 0, 0  # where training stands: batches done in this epoch
+        self.epoch_start, self.resumed = None, None  # see epoch_batches
         if cfg.resume and cfg.resume_path and os.path.exists(cfg.resume_path):
             self.load_training_state(optimizer)
         bar = tqdm(total=cfg.max_epochs * n_batches, initial=self.epoch * n_batches + self.iteration, desc=cfg.desc,
-                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30,
+                   disable=not distributed.is_main())
         model.train()
+        interrupt = DeferredInterrupt().start()
         try:
             while self.epoch < cfg.max_epochs:
+                if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
+                    train_loader.sampler.set_epoch(self.epoch)  # a new order every epoch
                 # after a resume mid-epoch, only the batches that epoch still owed are run
-                for it, (x, y) in enumerate(train_loader, start=self.iteration):
+                for it, (x, y) in enumerate(self.epoch_batches(), start=self.iteration):
                     if it >= n_batches:
                         break
                     x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                    # the course counts every target position, PAD included
-                    tokens = self.tokens + y.numel()
+                    # the course counts every target position, PAD included, on every rank (the same batch sizes)
+                    tokens = self.tokens + y.numel() * distributed.world_size()
                     lr = learning_rate_at(cfg, tokens)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    with self.autocast():
-                        _, loss = model(x, y)
-                    model.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss = self.forward_backward(x, y)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_norm_clip)
                     optimizer.step()
                     self.tokens, self.step, self.iteration = tokens, self.step + 1, it + 1
                     if self.step % cfg.log_every == 0 or it == n_batches - 1:
                         self.log(loss.item(), lr, self.epoch, it, bar)
                     bar.update(1)
+                    interrupt.check()
                 self.epoch, self.iteration = self.epoch + 1, 0
-                if test_loader is not None:
+                if test_loader is not None and distributed.is_main():
                     test_loss = self.run_test(test_loader)
                     bar.write(f"epoch {self.epoch}: test loss {test_loss:.5f}")
                     if cfg.writer is not None:
                         cfg.writer.add_scalar("test/loss", test_loss, self.step)
-                if cfg.ckpt_path is not None:
+                if cfg.ckpt_path is not None and distributed.is_main():
                     save_state_dict(raw(model).state_dict(), cfg.ckpt_path)
-                if cfg.resume_path and cfg.save_every and self.epoch % cfg.save_every == 0:
+                if cfg.resume_path and cfg.save_every and self.epoch % cfg.save_every == 0 and distributed.is_main():
                     self.save_training_state(optimizer)
+                interrupt.check()
         except KeyboardInterrupt:
-            if cfg.resume_path:
+            if cfg.resume_path and distributed.is_main():
                 self.save_training_state(optimizer)
                 bar.write(f"interrupted at epoch {self.epoch + 1}, iteration {self.iteration}: training state "
                           f"saved to {cfg.resume_path}; run the same command with --resume to continue")
             raise
         finally:
+            interrupt.stop()
             bar.close()
 
+    def data_state(self):
+        """What decides the coming batches: torch's RNG (DataLoader shuffling) and the loader's own stream."""
+        loader = self.train_loader
+        return {"torch": torch.get_rng_state(),
+                "loader": loader.state_dict() if hasattr(loader, "state_dict") else None}
+
+    def set_data_state(self, state):
+        torch.set_rng_state(state["torch"].cpu())
+        if state["loader"] is not None:
+            self.train_loader.load_state_dict(state["loader"])
+
+    def epoch_batches(self):
+        """Iterator over the batches the current epoch still owes. Resumed part way through an epoch,
+        it draws the epoch's order again from the random state the epoch started with, skips the
+        batches already trained on, then puts every generator back where the interruption left it:
+        the run goes on as if it had never stopped (same batches, same learning rates)."""
+        resumed, self.resumed = self.resumed, None
+        if not (resumed and self.iteration and resumed.get("epoch_start")):
+            self.epoch_start = self.data_state()
+            return iter(self.train_loader)
+        self.epoch_start = resumed["epoch_start"]
+        self.set_data_state(self.epoch_start)
+        batches = iter(self.train_loader)
+        for _ in range(self.iteration):
+            next(batches)
+        set_rng_state(resumed["rng"])
+        return batches
+
     def save_training_state(self, optimizer):
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        try:
+            self.write_training_state(optimizer)
+        except OSError as e:
+            raise UserError(f"cannot write the training checkpoint {self.config.resume_path}: "
+                            f"{e.strerror or e}") from None
+
+    def write_training_state(self, optimizer):
         save_state_dict({"model": raw(self.model).state_dict(), "optimizer": optimizer.state_dict(),
                          "tokens": self.tokens, "step": self.step, "epoch": self.epoch,
-                         "iteration": self.iteration, "rng": rng}, self.config.resume_path)
+                         "iteration": self.iteration, "rng": rng_state(),
+                         # the epoch's starting state only matters part way through it
+                         "epoch_start": self.epoch_start if self.iteration else None,
+                         "loader": self.data_state()["loader"]}, self.config.resume_path)
 
     def load_training_state(self, optimizer):
         # our own file, holding Python and NumPy RNG states: not loadable with weights_only
@@ -189,11 +324,10 @@ class Trainer:
         optimizer.load_state_dict(state["optimizer"])
         self.tokens, self.step = state["tokens"], state["step"]
         self.epoch, self.iteration = state["epoch"], state["iteration"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        set_rng_state(state["rng"])
+        if state.get("loader") is not None:
+            self.train_loader.load_state_dict(state["loader"])
+        self.resumed = {"rng": state["rng"], "epoch_start": state.get("epoch_start")}  # for epoch_batches
         print(f"resuming from {self.config.resume_path}: epoch {self.epoch + 1}, iteration {self.iteration}, "
               f"{self.tokens:,} tokens seen", flush=True)
 

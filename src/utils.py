@@ -56,9 +56,16 @@ def atomic_write_text(path, text):
     """Write text via a temporary file and a rename, so a crash never leaves half a file."""
     check_output_dir(path)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk, Ctrl-C: no half file left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
 
 
 @torch.no_grad()
@@ -91,11 +98,15 @@ def evaluate_places(filepath, predicted_places):
     numbered = [(number, line.split("\t")) for number, line in
                 enumerate(read_text(filepath, "evaluation file").split("\n"), 1) if line.strip()]
     rows = [row for _, row in numbered]
+    for number, row in numbered:  # every line as the first: all with an answer, or none
+        if len(row) > 2:
+            raise UserError(f"{filepath} line {number} has {len(row)} tab-separated fields, expected "
+                            f"question<TAB>answer or a question alone")
+        if len(row) != len(rows[0]):
+            raise UserError(f"{filepath} line {number} has " + ("no answer (no tab)" if len(row) < 2 else
+                            "an answer (a tab)") + f", unlike line {numbered[0][0]}")
     if not rows or len(rows[0]) < 2:
         return 0, 0
-    for number, row in numbered:
-        if len(row) < 2:
-            raise UserError(f"{filepath} line {number} has no answer (no tab), unlike line {numbered[0][0]}")
     if len(rows) != len(predicted_places):
         raise UserError(f"{filepath} has {len(rows)} questions but {len(predicted_places)} predictions were given")
     correct = sum(row[1].strip() == pred for row, pred in zip(rows, predicted_places))

@@ -4,8 +4,10 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -137,10 +139,15 @@ def test_finetune_from_pretrained(pretrained, finetuned):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
 
 
-def test_evaluate_dev(work, corpus, finetuned):
+@pytest.fixture(scope="module")
+def evaluated_dev(work, corpus, finetuned):
     out = work / "vanilla.pretrain.dev.predictions"
-    result = ok(run("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", finetuned[0],
-                    "--eval_corpus_path", corpus["dev"], "--outputs_path", out, *TINY, cwd=work))
+    return out, ok(run("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", finetuned[0],
+                       "--eval_corpus_path", corpus["dev"], "--outputs_path", out, *TINY, cwd=work))
+
+
+def test_evaluate_dev(corpus, evaluated_dev):
+    out, result = evaluated_dev
     with open(out, encoding="utf-8") as f:
         predictions = f.read().split("\n")
     assert predictions[-1] == ""  # one line per prediction, each ending in a newline
@@ -190,6 +197,126 @@ def test_finetune_without_pretraining(work, corpus):
 
 
 # -----------------------------------------------------------------------------
+# odd but valid input (CRLF, BOM, unknown characters and long questions at evaluation),
+# deterministic evaluation
+
+@pytest.fixture(scope="module")
+def odd_runs(work, corpus, pretrained, finetuned):
+    """Runs of src/run.py on odd but valid input, and a second evaluation of the dev set, in one interpreter."""
+    odd = work / "odd"
+    odd.mkdir()
+    crlf_bom = {}
+    for name in ("train", "dev"):
+        with open(corpus[name], encoding="utf-8") as f:
+            lines = [line for line in f.read().split("\n") if line]
+        crlf_bom[name] = odd / f"{name}_crlf_bom.tsv"
+        crlf_bom[name].write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    question = lines[0].split("\t")[0]
+    # line 2: longer than the block; line 3: a character the pretraining corpus never had
+    unknown = question.replace("born", "b\u00f8rn")
+    (odd / "odd_questions.tsv").write_text(f"{question}\n{'Where was ' * 14}{question}\n{unknown}\n",
+                                           encoding="utf-8")
+    predict = ("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", finetuned[0])
+    cases = {
+        "again": (*predict, "--eval_corpus_path", corpus["dev"], "--outputs_path", odd / "again.predictions"),
+        "crlf_bom_eval": (*predict, "--eval_corpus_path", crlf_bom["dev"], "--outputs_path",
+                          odd / "crlf_bom.predictions"),
+        "crlf_bom_finetune": ("finetune", "vanilla", corpus["wiki"], "--reading_params_path", pretrained[0],
+                              "--finetune_corpus_path", crlf_bom["train"], "--writing_params_path",
+                              odd / "crlf_bom.params"),
+        "odd_questions": (*predict, "--eval_corpus_path", odd / "odd_questions.tsv", "--outputs_path",
+                          odd / "odd_questions.predictions"),
+    }
+    return odd, run_in_one_interpreter({name: (RUN, [*args, *TINY], odd) for name, args in cases.items()})
+
+
+def test_evaluate_is_deterministic(evaluated_dev, odd_runs):
+    """Two evaluations of the same params (separate processes) give byte-identical predictions."""
+    odd, results = odd_runs
+    ok(results["again"])
+    assert (odd / "again.predictions").read_bytes() == evaluated_dev[0].read_bytes()
+    assert CORRECT.search(results["again"].stdout).group(0) == CORRECT.search(evaluated_dev[1].stdout).group(0)
+
+
+def test_crlf_and_bom_are_read_as_plain_text(evaluated_dev, finetuned, odd_runs):
+    odd, results = odd_runs
+    ok(results["crlf_bom_eval"])
+    assert (odd / "crlf_bom.predictions").read_bytes() == evaluated_dev[0].read_bytes()
+    assert CORRECT.search(results["crlf_bom_eval"].stdout).group(0) == \
+        CORRECT.search(evaluated_dev[1].stdout).group(0)
+    ok(results["crlf_bom_finetune"])
+    # the same training data, so the same weights as finetuning on the plain file
+    plain, odd_params = torch.load(finetuned[0]), torch.load(odd / "crlf_bom.params")
+    assert set(plain) == set(odd_params) and all(torch.equal(plain[k], odd_params[k]) for k in plain)
+
+
+def test_odd_questions_warn_and_still_get_a_prediction(odd_runs):
+    odd, results = odd_runs
+    result = ok(results["odd_questions"])
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, result.stderr
+    assert "line 2" in warnings[0] and "longer" in warnings[0]
+    assert "line 3" in warnings[1] and "\u00f8" in warnings[1] and "vocabulary" in warnings[1]
+    text = (odd / "odd_questions.predictions").read_text(encoding="utf-8")
+    assert text.endswith("\n") and text.count("\n") == 3  # one prediction per question, the odd ones too
+    assert "Predictions written to" in result.stdout
+
+
+# -----------------------------------------------------------------------------
+# Ctrl-C during training: the state is saved, and --resume finishes the run
+
+# Runs src/run.py (argv[4:]) as __main__, pausing after training step 1 until the test has sent
+# SIGINT (argv[2] says that training started, argv[3] that the signal was sent): Ctrl-C pressed
+# at a known point of training.
+PAUSE_AFTER_FIRST_STEP = r"""
+import os, runpy, sys, time
+root, started, sent = sys.argv[1:4]
+sys.path.insert(0, os.path.join(root, "src"))
+import trainer
+log = trainer.Trainer.log
+def log_and_pause(self, *args):
+    log(self, *args)
+    if self.step == 1:
+        open(started, "w").close()
+        deadline = time.time() + 120  # never outlive a test that failed
+        while not os.path.exists(sent) and time.time() < deadline:
+            time.sleep(0.01)
+trainer.Trainer.log = log_and_pause
+sys.argv = [os.path.join(root, "src", "run.py"), *sys.argv[4:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_saves_training_state_and_resume_completes(work, corpus, pretrained):
+    out, ckpt = work / "interrupted.params", work / "interrupted.params.ckpt"
+    started, sent = work / "training_started", work / "ctrl_c_sent"
+    args = [str(a) for a in ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", out, *TINY)]
+    proc = subprocess.Popen([sys.executable, "-c", PAUSE_AFTER_FIRST_STEP, ROOT, started, sent, *args], cwd=work,
+                            env=ENV, text=True, encoding="utf-8", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not started.exists():
+        assert proc.poll() is None, finish(proc)
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    sent.touch()
+    interrupted = finish(proc)
+    assert interrupted.returncode == 130, interrupted
+    assert "Traceback" not in interrupted.stderr
+    last = interrupted.stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted") and str(ckpt) in last and "--resume" in last
+    assert ckpt.is_file() and not out.exists()
+    assert [name for name in os.listdir(work) if ".tmp" in name] == []
+
+    resumed = ok(run(*args, "--resume", cwd=work))
+    assert "resuming from" in resumed.stdout
+    assert out.is_file() and not ckpt.exists()
+    # exactly where the uninterrupted run of the same command ends
+    mine, reference = torch.load(out), torch.load(pretrained[0])
+    assert set(mine) == set(reference) and all(torch.equal(mine[k], reference[k]) for k in reference)
+
+
+# -----------------------------------------------------------------------------
 # bad input: one line "error: ..." on stderr, non-zero exit, no traceback
 
 @pytest.fixture(scope="module")
@@ -202,10 +329,53 @@ def bad_runs(work, corpus, pretrained):
         wiki = f.read().split("\n")
     (bad / "pad.txt").write_text("\n".join(wiki[:3] + [wiki[3] + " \u25a1"] + wiki[4:]), encoding="utf-8")
     (bad / "mask.txt").write_text("\n".join(wiki[:1] + ["\u2047 " + wiki[1]] + wiki[2:]), encoding="utf-8")
+    with open(corpus["dev"], encoding="utf-8") as f:
+        dev = [line for line in f.read().split("\n") if line]
+    question = dev[0].split("\t")[0]
+    (bad / "empty.txt").write_text("\n\n", encoding="utf-8")
+    (bad / "empty.tsv").write_text("", encoding="utf-8")
+    (bad / "blank.tsv").write_text("\n  \n", encoding="utf-8")
+    (bad / "extra.tsv").write_text(f"{dev[0]}\n{dev[1]}\tRome\n", encoding="utf-8")
+    (bad / "half_answers.tsv").write_text(f"{dev[0]}\n\n{question}\n", encoding="utf-8")
+    (bad / "unknown_chars.tsv").write_text(f"{dev[0]}\n\n{question}\tZ\u00fcrich\n", encoding="utf-8")
+    (bad / "too_long.tsv").write_text(f"{dev[0]}\n{question * 8}\tParis\n", encoding="utf-8")
+    (bad / "latin1.txt").write_bytes("\n".join(wiki[:2] + ["Caf\u00e9"] + wiki[2:]).encode("latin-1"))
+    (bad / "latin1.tsv").write_bytes(f"{dev[0]}\n{question}\tZ\u00fcrich\n".encode("latin-1"))
+    unreadable = bad / "unreadable.txt"
+    unreadable.write_text("\n".join(wiki), encoding="utf-8")
+    unreadable.chmod(0)
     params = pretrained[0]
+    write = ("--writing_params_path", bad / "x.params")
+    predict = ("--reading_params_path", params, "--outputs_path", bad / "x.predictions")
     cases = {
         "missing_corpus": ("pretrain", "vanilla", bad / "missing_wiki.txt", "--writing_params_path",
                            bad / "x.params"),
+        "corpus_is_a_directory": ("pretrain", "vanilla", bad, *write),
+        "empty_corpus": ("pretrain", "vanilla", bad / "empty.txt", *write),
+        "non_utf8_corpus": ("pretrain", "vanilla", bad / "latin1.txt", *write),
+        "missing_tsv": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "nope.tsv", *write),
+        "empty_tsv": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "empty.tsv", *write),
+        "blank_tsv": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "blank.tsv", *write),
+        "extra_columns": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "extra.tsv",
+                          *write),
+        "unknown_chars": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path",
+                          bad / "unknown_chars.tsv", *write),
+        "too_long": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "too_long.tsv",
+                     *write),
+        "non_utf8_tsv": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "latin1.tsv",
+                         *write),
+        "eval_empty": ("evaluate", "vanilla", corpus["wiki"], "--eval_corpus_path", bad / "empty.tsv", *predict),
+        "eval_missing": ("evaluate", "vanilla", corpus["wiki"], "--eval_corpus_path", bad / "nope.tsv", *predict),
+        "eval_extra_columns": ("evaluate", "vanilla", corpus["wiki"], "--eval_corpus_path", bad / "extra.tsv",
+                               *predict),
+        "eval_half_answers": ("evaluate", "vanilla", corpus["wiki"], "--eval_corpus_path",
+                              bad / "half_answers.tsv", *predict),
+        "eval_non_utf8": ("evaluate", "vanilla", corpus["wiki"], "--eval_corpus_path", bad / "latin1.tsv",
+                          *predict),
+        "unknown_function": ("generate", "vanilla", corpus["wiki"], *write),
+        "bottleneck_zero": ("pretrain", "perceiver", corpus["wiki"], "--bottleneck_dim", 0, *write),
+        "bottleneck_too_big": ("pretrain", "perceiver", corpus["wiki"], "--bottleneck_dim", 129, *write),
+        "nan_loss": ("pretrain", "vanilla", corpus["wiki"], "--pretrain_lr", 1e30, *write),
         "no_tab": ("finetune", "vanilla", corpus["wiki"], "--finetune_corpus_path", bad / "no_tab.tsv",
                    "--writing_params_path", bad / "x.params"),
         "pad_in_corpus": ("pretrain", "vanilla", bad / "pad.txt", "--writing_params_path", bad / "x.params"),
@@ -222,8 +392,13 @@ def bad_runs(work, corpus, pretrained):
         "missing_params": ("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", bad / "nope.params",
                            "--eval_corpus_path", corpus["dev"], "--outputs_path", bad / "x.predictions"),
     }
+    if os.access(unreadable, os.R_OK):  # root reads it anyway; the case would train and write x.params
+        unreadable.chmod(0o644)
+    else:
+        cases["unreadable_corpus"] = ("pretrain", "vanilla", unreadable, *write)
+    before = set(os.listdir(bad))
     results = run_in_one_interpreter({name: (RUN, [*args, *TINY], bad) for name, args in cases.items()})
-    assert not (bad / "x.params").exists() and not (bad / "x.predictions").exists()
+    assert set(os.listdir(bad)) == before  # nothing written, not even half (no .tmp, no .ckpt)
     return results
 
 
@@ -236,11 +411,29 @@ EXPECTED = {  # what the one-line message must mention
     "outputs_dir_missing": ["no_such_dir"],
     "params_dir_missing": ["no_such_dir"],
     "missing_params": ["nope.params"],
+    "corpus_is_a_directory": ["directory"],
+    "empty_corpus": ["empty"],
+    "non_utf8_corpus": ["latin1.txt", "UTF-8", "line 3"],
+    "missing_tsv": ["nope.tsv", "not found"],
+    "empty_tsv": ["empty.tsv", "no question"],
+    "blank_tsv": ["blank.tsv", "no question"],
+    "extra_columns": ["extra.tsv", "line 2", "3 tab-separated fields"],
+    "unknown_chars": ["unknown_chars.tsv", "line 3", "\u00fc", "vocabulary"],
+    "too_long": ["too_long.tsv", "line 2", "too long", "block size is 128"],
+    "non_utf8_tsv": ["latin1.tsv", "UTF-8", "line 2"],
+    "eval_empty": ["empty.tsv", "no questions"],
+    "eval_missing": ["nope.tsv", "not found"],
+    "eval_extra_columns": ["extra.tsv", "line 2", "3 tab-separated fields"],
+    "eval_half_answers": ["half_answers.tsv", "line 3", "no answer"],
+    "eval_non_utf8": ["latin1.tsv", "UTF-8", "line 2"],
+    "unreadable_corpus": ["unreadable.txt", "Permission denied"],
 }
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
 def test_bad_input_gives_one_line_error(bad_runs, case):
+    if case not in bad_runs:
+        pytest.skip("running as root: a chmod 000 file is still readable")
     result = bad_runs[case]
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -264,6 +457,31 @@ def test_unknown_variant_is_an_argparse_error(bad_runs):
     assert "error:" in last and "transformerxl" in last
     for variant in ("vanilla", "rope", "perceiver", "synthesizer"):
         assert variant in last
+
+
+def test_non_finite_loss_stops_naming_the_step(bad_runs):
+    """Stopped mid-training: the progress bar was on stderr, the error is its last line; no params."""
+    result = bad_runs["nan_loss"]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training loss became") and re.search(r"at step \d+", last), last
+    assert "took" not in result.stdout  # (the fixture checks that nothing was written)
+
+
+@pytest.mark.parametrize("case,words", [
+    ("unknown_function", ["generate", "pretrain", "finetune", "evaluate"]),
+    ("bottleneck_zero", ["--bottleneck_dim", "128"]),
+    ("bottleneck_too_big", ["--bottleneck_dim", "128"]),
+])
+def test_bad_arguments_are_argparse_errors(bad_runs, case, words):
+    """argparse's usage line, then one error line; exit status 2."""
+    result = bad_runs[case]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("usage:") and "error:" in lines[-1]
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+    assert "took" not in result.stdout
 
 
 # -----------------------------------------------------------------------------

@@ -293,3 +293,39 @@ def test_the_comparison_sees_an_off_by_one(flaw):
     ds = CharCorruptionDataset(mixed_corpus(), 128)
     results = compare_distributions(ds, SlightlyWrong(ds, flaw))
     assert not all(ok for _, ok, _ in results), results
+
+
+# ----------------------------------------------------------------------------- data-parallel shares
+
+
+def test_ranks_build_their_shares_of_the_one_process_batches():
+    """world_size ranks with batch_size B make, between them, exactly the batches of one process
+    with batch size B * world_size and the same seed: same documents, same random draws."""
+    ds = CharCorruptionDataset(mixed_corpus(n_docs=96), 32)
+    whole = CorruptionBatches(ds, 24, seed=9)
+    ranks = [CorruptionBatches(ds, 8, seed=9, rank=r, world_size=3) for r in range(3)]
+    assert all(len(r) == len(whole) == 4 for r in ranks)
+    for _ in range(2):  # epochs
+        for (x, y), *shares in zip(whole, *ranks):
+            assert torch.equal(x, torch.cat([sx for sx, _ in shares]))
+            assert torch.equal(y, torch.cat([sy for _, sy in shares]))
+    state = ranks[0].state_dict()["generator"]
+    assert all(torch.equal(r.state_dict()["generator"], state) for r in ranks)  # one state resumes them all
+
+
+@pytest.mark.parametrize("n_docs,batch_size", [(250, 64), (7, 4), (2, 4)])
+def test_ranks_get_equal_shares_covering_every_document(n_docs, batch_size):
+    """Like DistributedSampler: a corpus that does not split evenly is padded with repeated
+    documents, so that every rank runs the same number of equal-sized steps."""
+    ds = CharCorruptionDataset(long_corpus(n_docs=n_docs), 32)
+    ranks = [CorruptionBatches(ds, batch_size, seed=2, rank=r, world_size=3) for r in range(3)]
+    per_rank = math.ceil(n_docs / 3)
+    assert len({len(r) for r in ranks}) == 1 and len(ranks[0]) == math.ceil(per_rank / batch_size)
+    tags = []
+    for shares in zip(*ranks):
+        assert len({x.size(0) for x, _ in shares}) == 1
+        for xb, yb in shares:
+            for x, y in zip(xb, yb):
+                prefix, suffix, masked = split_example(decode(ds, torch.cat([x, y[-1:]])).rstrip(PAD))
+                tags.append(int((prefix + masked + suffix)[:4]))
+    assert len(tags) == 3 * per_rank and set(tags) == set(range(n_docs))

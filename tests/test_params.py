@@ -144,18 +144,55 @@ def test_plain_state_dict_loads(tmp_path):
     assert_same_params(source, target)
 
 
-@pytest.mark.parametrize("variant", ["vanilla", "synthesizer"])
+@pytest.mark.parametrize("variant", ["vanilla", "rope", "perceiver", "synthesizer"])
 def test_course_file_with_mask_buffers_loads(tmp_path, variant):
-    """The course's attention modules keep their causal mask as a persistent buffer `mask`."""
+    """The course's attention modules keep their causal mask as a persistent buffer `mask`,
+    and its code saves with torch.save(model.state_dict(), path): no metadata."""
     path = str(tmp_path / "course.params")
-    source = make(variant, seed=1)
-    state = dict(source.state_dict())
-    for i in range(len(source.blocks)):
-        state[f"blocks.{i}.attn.mask"] = torch.tril(torch.ones(BLOCK, BLOCK)).view(1, 1, BLOCK, BLOCK)
+    source = make(variant, seed=1, n_layer=3)
+    state = dict(source.state_dict())  # a plain dict: no _metadata at all
+    attention = [name for name, _ in source.named_modules() if name.endswith(".attn")]
+    assert len(attention) == 3
+    for name in attention:
+        state[f"{name}.mask"] = torch.tril(torch.ones(BLOCK, BLOCK)).view(1, 1, BLOCK, BLOCK)
     torch.save(state, path)
-    target = make(variant, seed=2)
+    target = make(variant, seed=2, n_layer=3)
     load_params(target, path, variant, ITOS)
     assert_same_params(source, target)
+
+
+def test_other_vocabulary_size_refused_without_metadata(tmp_path):
+    path = str(tmp_path / "p.params")
+    torch.save(make(itos=BIGGER_ITOS).state_dict(), path)
+    with pytest.raises(UserError) as info:
+        load_params(make(itos=ITOS), path, "vanilla", ITOS)
+    message = str(info.value)
+    assert "vocabulary" in message and "tok_emb.weight" in message
+    mentions(message, len(BIGGER_ITOS), len(ITOS))
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+@pytest.mark.parametrize("saved,used", [
+    (dict(variant="perceiver"), dict(variant="rope")),  # variant
+    (dict(n_embd=32), dict(n_embd=16)),  # shape
+    (dict(n_layer=3), dict(n_layer=2)),  # a layer too many
+    (dict(itos=BIGGER_ITOS), dict(itos=ITOS)),  # vocabulary
+])
+def test_every_mismatch_is_one_message(tmp_path, saved, used, metadata):
+    """One line, and the loaded-into model untouched, whatever differs and whoever wrote the file."""
+    path = str(tmp_path / "p.params")
+    source = make(**saved)
+    if metadata:
+        save_params(source, path, saved.get("variant", "vanilla"), saved.get("itos", ITOS))
+    else:
+        torch.save(source.state_dict(), path)
+    target = make(seed=7, **used)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(UserError) as info:
+        load_params(target, path, used.get("variant", "vanilla"), used.get("itos", ITOS))
+    message = str(info.value)
+    assert "\n" not in message and "p.params" in message and len(message) < 400, message
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
 
 
 def test_missing_truncated_and_garbage_files(tmp_path):

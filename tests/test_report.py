@@ -137,3 +137,9 @@ def test_nothing_to_report(tmp_path):
     assert data["assignment"] is None and data["demo"] is None and data["plots"] == []
     assert "No run logs found" in (tmp_path / "out" / "README.md").read_text()
     assert json.loads((tmp_path / "out" / "results.json").read_text())["demo"] is None
+
+
+@pytest.mark.parametrize("line", ["interrupted", "interrupted: training state saved to x.params.ckpt; run the "
+                                                 "same command with --resume to continue"])
+def test_ctrl_c_lines_of_run_py_count_as_errors(line):
+    assert report.PATTERNS["error"].match(line)

@@ -2,6 +2,8 @@
 import math
 import os
 import re
+import signal
+import time
 
 import pytest
 import torch
@@ -238,3 +240,150 @@ def test_save_state_dict_leaves_no_temporary(tmp_path):
     trainer.save_state_dict({"a": torch.arange(4)}, str(path))
     assert os.listdir(tmp_path) == ["x.params"]
     assert torch.equal(torch.load(path)["a"], torch.arange(4))
+
+
+# -----------------------------------------------------------------------------
+# resumable training (issue 6): an interrupted run resumed with `resume` ends where an
+# uninterrupted one does
+
+DOCS = "\n".join(f"document {i}: " + "the quick brown fox jumps over the lazy dog"[i:] for i in range(10))
+
+
+class Interrupt(FakeWriter):
+    """Logs like FakeWriter; raises `error` once training step `after` has been logged."""
+
+    def __init__(self, after, error):
+        super().__init__()
+        self.after, self.error = after, error
+
+    def add_scalar(self, tag, value, step):
+        super().add_scalar(tag, value, step)
+        if tag == "train/lr" and step == self.after:
+            raise self.error
+
+
+def resumable_run(tmp_path, writer, resume=False, save_every=0, seed=0, batched=False):
+    """(model, trainer) after training a tiny GPT with dropout on span corruption: 3 epochs of
+    3 batches (the last one short), every random draw (shuffling, corruption, dropout) in play;
+    batched: the batches of corruption.CorruptionBatches (its own generator) instead of a DataLoader."""
+    from corruption import CorruptionBatches
+    from dataset import CharCorruptionDataset
+    set_seed(seed)
+    dataset = CharCorruptionDataset(DOCS, 32)
+    model = tiny_gpt(vocab=dataset.vocab_size, block=32, n_layer=1, n_embd=16, embd_pdrop=0.1,
+                     resid_pdrop=0.1, attn_pdrop=0.1)
+    cfg = TrainerConfig(max_epochs=3, batch_size=4, learning_rate=3e-3, lr_decay=True, warmup_tokens=200,
+                        final_tokens=3 * 10 * 31, num_workers=0, writer=writer,
+                        resume_path=str(tmp_path / "state.ckpt"), save_every=save_every, resume=resume)
+    if batched:
+        cfg.train_loader = CorruptionBatches(dataset, 4)
+    t = Trainer(model, dataset, None, cfg)
+    t.train()
+    return model, t
+
+
+def rates(writer):
+    return {step: lr for tag, lr, step in writer.calls if tag == "train/lr"}
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("after", [2, 3, 7])  # mid-epoch, at the end of an epoch, mid-epoch later
+def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path, after, batched):
+    (tmp_path / "straight").mkdir()
+    straight = FakeWriter()
+    reference, done = resumable_run(tmp_path / "straight", straight, batched=batched)
+    first = Interrupt(after, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        resumable_run(tmp_path, first, batched=batched)
+    state = torch.load(tmp_path / "state.ckpt", weights_only=False)
+    assert state["step"] == after
+    second = FakeWriter()
+    # another seed: what the resumed run draws must come from the checkpoint
+    model, resumed = resumable_run(tmp_path, second, resume=True, seed=123, batched=batched)
+    assert min(rates(second)) == after + 1
+    assert {**rates(first), **rates(second)} == rates(straight)  # the same learning-rate schedule
+    assert resumed.tokens == done.tokens and resumed.step == done.step == 9
+    own, ref = model.state_dict(), reference.state_dict()
+    assert all(torch.equal(own[k], ref[k]) for k in ref)
+
+
+def test_ctrl_c_inside_the_optimizer_step_waits_for_the_step_to_end(tmp_path, monkeypatch):
+    """A real SIGINT arriving just after the weights changed, before the step was counted: the
+    checkpoint must not hold an updated model with the old step count (resuming would redo it)."""
+    (tmp_path / "straight").mkdir()
+    reference, _ = resumable_run(tmp_path / "straight", None)
+    make = trainer.make_optimizer
+
+    def make_and_interrupt(model, config):
+        optimizer = make(model, config)
+        steps = []
+
+        def press_ctrl_c(opt, args, kwargs):
+            steps.append(1)
+            if len(steps) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        optimizer.register_step_post_hook(press_ctrl_c)
+        return optimizer
+
+    monkeypatch.setattr(trainer, "make_optimizer", make_and_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        resumable_run(tmp_path, None)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert torch.load(tmp_path / "state.ckpt", weights_only=False)["step"] == 4
+    model, _ = resumable_run(tmp_path, None, resume=True, seed=123)
+    own, ref = model.state_dict(), reference.state_dict()
+    assert all(torch.equal(own[k], ref[k]) for k in ref)
+
+
+def test_second_ctrl_c_is_not_deferred():
+    interrupt = trainer.DeferredInterrupt().start()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupt.pending
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here at the latest
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        interrupt.check()  # once only
+    finally:
+        interrupt.stop()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_crash_resumes_from_the_last_periodic_checkpoint(tmp_path):
+    """A run killed outright (no Ctrl-C handler runs) continues from its last --save_every checkpoint."""
+    (tmp_path / "straight").mkdir()
+    straight = FakeWriter()
+    reference, done = resumable_run(tmp_path / "straight", straight, save_every=1)
+    with pytest.raises(RuntimeError):
+        resumable_run(tmp_path, Interrupt(8, RuntimeError("killed")), save_every=1)
+    assert torch.load(tmp_path / "state.ckpt", weights_only=False)["step"] == 6  # end of epoch 2
+    second = FakeWriter()
+    model, resumed = resumable_run(tmp_path, second, resume=True, save_every=1, seed=123)
+    assert sorted(rates(second)) == [7, 8, 9]
+    assert rates(second) == {s: lr for s, lr in rates(straight).items() if s > 6}
+    assert resumed.tokens == done.tokens
+    own, ref = model.state_dict(), reference.state_dict()
+    assert all(torch.equal(own[k], ref[k]) for k in ref)
+
+
+def test_save_state_dict_on_a_full_disk(tmp_path, monkeypatch):
+    """A failed write (a full disk, Ctrl-C) keeps the previous file whole and leaves no temporary."""
+    path = tmp_path / "x.params"
+    trainer.save_state_dict({"a": torch.arange(3)}, str(path))
+    real_save = torch.save
+
+    def save_half(obj, f):
+        real_save(obj, f)
+        with open(f, "r+b") as handle:
+            handle.truncate(10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half)
+    with pytest.raises(OSError):
+        trainer.save_state_dict({"a": torch.arange(4)}, str(path))
+    assert os.listdir(tmp_path) == ["x.params"]
+    assert torch.equal(torch.load(path)["a"], torch.arange(3))

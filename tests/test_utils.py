@@ -1,4 +1,5 @@
 """Tests for src/utils.py: evaluate_places (SPEC §8), read_text, set_seed, sample."""
+import os
 import random
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
-from utils import UserError, evaluate_places, read_lines, read_text, sample, set_seed
+import utils
+from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text, sample, set_seed
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -164,3 +166,64 @@ def test_evaluate_places_line_without_answer_is_named(tmp_path):
     with pytest.raises(UserError) as info:
         evaluate_places(path, ["London", "Paris", "Rome"])
     assert "line 3" in str(info.value)
+
+
+@pytest.mark.parametrize("bad,words", [
+    ("Where was B born?\tParis\tRome", ["line 3", "3 tab-separated fields"]),  # extra column
+    ("Where was B born?", ["line 3", "no answer"]),  # the first line has one, this one not
+])
+def test_evaluate_places_malformed_lines_are_named(tmp_path, bad, words):
+    path = write(tmp_path / "dev.tsv", f"Where was A born?\tLondon\n\n{bad}\n")
+    with pytest.raises(UserError) as info:
+        evaluate_places(path, ["London", "Paris"])
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_evaluate_places_answer_in_a_questions_only_file_is_named(tmp_path):
+    path = write(tmp_path / "test.tsv", "Where was A born?\nWhere was B born?\tParis\n")
+    with pytest.raises(UserError) as info:
+        evaluate_places(path, ["London", "Paris"])
+    assert "line 2" in str(info.value) and "line 1" in str(info.value)
+
+
+def test_read_text_unreadable_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "secret.txt", "text\n")
+    os.chmod(path, 0)
+    if os.access(path, os.R_OK):  # root reads it anyway: make open() fail as it would for anyone else
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied", path)
+
+        monkeypatch.setattr(utils, "open", refuse, raising=False)
+    with pytest.raises(UserError) as info:
+        read_text(path, "pretraining corpus")
+    message = str(info.value)
+    assert "secret.txt" in message and "Permission denied" in message and "\n" not in message
+
+
+def test_atomic_write_text_on_a_full_disk(tmp_path, monkeypatch):
+    """The old file stays whole, no temporary is left, and the reason is one line."""
+    path = tmp_path / "out.predictions"
+    atomic_write_text(str(path), "old\n")
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, name, *args, **kwargs):
+            self.f = real_open(name, *args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:3])  # part of it reaches the disk
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(utils, "open", FullDisk, raising=False)
+    with pytest.raises(UserError) as info:
+        atomic_write_text(str(path), "new\n" * 100)
+    assert "No space left on device" in str(info.value) and "out.predictions" in str(info.value)
+    assert os.listdir(tmp_path) == ["out.predictions"] and path.read_text() == "old\n"

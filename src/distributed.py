@@ -1,0 +1,88 @@
+"""
+Data-parallel training across processes (DistributedDataParallel), started by torchrun:
+
+    torchrun --nproc_per_node 8 src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params
+
+torchrun starts one process per GPU (or per CPU share with --device cpu) and gives each
+RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in its environment. Every
+process builds the same model, trains on its own share of every batch (--batch_size is
+per process, so a step sees world_size times as many examples) and DDP averages the
+gradients, so the copies stay identical. Rank 0 alone prints, shows the progress bar,
+writes TensorBoard logs and saves. Without torchrun (WORLD_SIZE unset or 1), nothing
+here does anything.
+"""
+import builtins
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from utils import UserError
+
+
+def active():
+    """True once init() has joined a process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size():
+    return dist.get_world_size() if active() else 1
+
+
+def rank():
+    return dist.get_rank() if active() else 0
+
+
+def is_main():
+    """True in the process that logs and saves (the only one without torchrun)."""
+    return rank() == 0
+
+
+def init(device):
+    """Join the process group torchrun set up, if any: NCCL between GPUs, gloo on the CPU.
+    Returns this process's device (cuda:LOCAL_RANK on CUDA)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # not under torchrun, or with one process
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise UserError(f"distributed training runs on CUDA or the CPU, not on {device.type}")
+    dist.init_process_group(backend=backend)
+    if not is_main():
+        quiet_stdout()
+    print(f"distributed: {world_size()} processes ({backend})", flush=True)
+    return device
+
+
+def quiet_stdout():
+    """Ranks other than 0 print nothing on stdout (warnings and errors on stderr still show)."""
+    builtin_print = builtins.print
+
+    def print_on_stderr_only(*args, file=None, **kwargs):
+        if file is not None and file is not sys.stdout:
+            builtin_print(*args, file=file, **kwargs)
+    builtins.print = print_on_stderr_only
+
+
+def diverge_rngs():
+    """Give each rank its own Python, NumPy and torch random streams (dropout, per-example
+    corruption), derived from the current ones, which are the same on every rank: so the run
+    stays reproducible, but ranks do not draw the same dropout masks."""
+    if not active():
+        return
+    seed = int(torch.randint(2 ** 31, ())) + rank()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds the CUDA generators too
+
+
+def destroy():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,52 @@
+"""Smoke tests of src/bench.py (issue 5, item 1): each measurement, on the fast and the plain
+path, prints one JSON object with what, variant, device, path and a positive figure. Tiny
+settings, run in this process (bench.main), so they check behaviour, not speed."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+import bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "64", "--device", "cpu",
+              "--threads", "1"]
+FIGURE = {"train": "tokens_per_s", "data": "examples_per_s", "eval": "questions_per_s"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
+    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_corpus(str(tmp_path_factory.mktemp("bench")), n_people=40, seed=0)
+
+
+def measure(capsys, what, plain, *args):
+    bench.main([what, *TINY_MODEL, *args] + (["--plain"] if plain else []))
+    lines = [line for line in capsys.readouterr().out.split("\n") if line.strip()]
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["fast", "plain"])
+@pytest.mark.parametrize("what", ["data", "train", "eval"])
+def test_bench_prints_one_json_object_per_measurement(capsys, corpus, what, plain):
+    args = {"data": ["--steps", "2", "--warmup", "1", "--batch_size", "8"],
+            "train": ["--steps", "1", "--warmup", "1", "--batch_size", "8"],
+            "eval": ["--questions", "3", "--warmup", "1", "--dev", corpus["dev"]]}[what]
+    results = measure(capsys, what, plain, "--corpus", corpus["wiki"], "--repeat", "2", *args)
+    assert len(results) == 2  # --repeat 2: two measurements, two lines
+    for result in results:
+        assert result["what"] == what and result["variant"] == "vanilla" and result["device"] == "cpu"
+        assert result["path"] == ("plain" if plain else "fast")
+        assert result[FIGURE[what]] > 0
+    if what == "eval":
+        assert results[0]["questions"] == 3
+
+
+def test_bench_train_takes_the_variant(capsys, corpus):
+    result, = measure(capsys, "train", False, "--corpus", corpus["wiki"], "--variant", "perceiver",
+                      "--n_layer", "2", "--bottleneck_dim", "8", "--steps", "1", "--warmup", "0", "--batch_size", "4")
+    assert result["variant"] == "perceiver" and result["tokens_per_s"] > 0
