@@ -2,7 +2,9 @@
 # Every assignment run by name, plus setup, demo, test and all.  ./run.sh help
 #
 #   ./run.sh setup                 create .venv from requirements.txt (done on demand by the rest)
-#   ./run.sh demo [VARIANT]        synthetic corpus, small model, the whole experiment in minutes on a CPU
+#   ./run.sh demo [VARIANT] [OPT]  synthetic corpus, small model, the whole experiment in minutes on a CPU;
+#                                  OPT go to every src/run.py, e.g. the CS224N §2.2 experiments --shared_qk,
+#                                  --mask_after_softmax, --position_embedding sinusoidal (-> demo-vanilla-shared_qk/)
 #   ./run.sh test                  the pytest suite
 #   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
 #   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
@@ -126,7 +128,7 @@ all() {
 }
 
 help() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   echo
   echo "Targets:"
   plan | while read -r name output _; do printf "  %-36s -> %s\n" "$name" "$output"; done
@@ -135,12 +137,16 @@ help() {
 
 # ---------------------------------------------------------------- demo: the experiment in minutes on a CPU
 demo() {
-  local variant=${1:-vanilla}
-  local O="$RESULTS/demo-$variant" D=${SYNTHETIC_DIR:-data/synthetic}
+  local variant=vanilla
+  if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then variant=$1; shift; fi
+  # the remaining options go to every src/run.py call; they also name the output directory
+  local extra="$*" tag
+  tag=$(printf '%s' "$extra" | sed 's/--//g' | tr -cs 'A-Za-z0-9_.' '-')
+  local O="$RESULTS/demo-$variant${tag:+-$tag}" D=${SYNTHETIC_DIR:-data/synthetic}
   mkdir -p "$O"
   [ -f "$D/wiki.txt" ] || "$PY" data/make_synthetic_corpus.py --out "$D" --people "${DEMO_PEOPLE:-500}"
   # a small model and short schedules: the demo's own settings, not the assignment recipe
-  local small="--n_layer 2 --n_head 4 --n_embd 64 --dropout 0 --device cpu --tb_expt_name demo"
+  local small="--n_layer 2 --n_head 4 --n_embd 64 --dropout 0 --device cpu --tb_expt_name demo $extra"
   local W="$D/wiki.txt" started=$SECONDS
   # shellcheck disable=SC2086
   {
@@ -164,7 +170,7 @@ demo() {
   local seconds=$((SECONDS - started))
   accuracy() { grep -o 'Correct: .*' "$RESULTS/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
   echo
-  echo "Demo results ($variant, synthetic corpus, dev set, $(nproc) CPU cores, ${seconds} s):"
+  echo "Demo results ($variant${extra:+ $extra}, synthetic corpus, dev set, $(nproc) CPU cores, ${seconds} s):"
   printf "  %-34s %s\n" "most common place baseline" "$(accuracy demo_baseline)"
   printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy demo_eval_without_pretrain)"
   printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy demo_eval_with_pretrain)"

@@ -8,13 +8,12 @@ RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in its environment. Ev
 process builds the same model, trains on its own share of every batch (--batch_size is
 per process, so a step sees world_size times as many examples) and DDP averages the
 gradients, so the copies stay identical. Rank 0 alone prints, shows the progress bar,
-writes TensorBoard logs and saves. Without torchrun (WORLD_SIZE unset or 1), nothing
-here does anything.
+writes TensorBoard logs and saves (the other ranks' errors and tracebacks still show).
+Without torchrun (WORLD_SIZE unset or 1), nothing here does anything.
 """
 import builtins
 import os
 import random
-import sys
 
 import numpy as np
 import torch
@@ -56,19 +55,9 @@ def init(device):
         raise UserError(f"distributed training runs on CUDA or the CPU, not on {device.type}")
     dist.init_process_group(backend=backend)
     if not is_main():
-        quiet_stdout()
+        builtins.print = lambda *args, **kwargs: None  # one copy of every message: rank 0's
     print(f"distributed: {world_size()} processes ({backend})", flush=True)
     return device
-
-
-def quiet_stdout():
-    """Ranks other than 0 print nothing on stdout (warnings and errors on stderr still show)."""
-    builtin_print = builtins.print
-
-    def print_on_stderr_only(*args, file=None, **kwargs):
-        if file is not None and file is not sys.stdout:
-            builtin_print(*args, file=file, **kwargs)
-    builtins.print = print_on_stderr_only
 
 
 def diverge_rngs():

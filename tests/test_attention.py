@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attention import (CausalCrossAttention, CausalSelfAttention, SynthesizerAttention,
+from attention import (AttentionCore, CausalCrossAttention, CausalSelfAttention, SynthesizerAttention,
                        apply_rotary_emb, precompute_rotary_emb)
 from model import GPTConfig
 
@@ -67,10 +67,11 @@ def rotate_reference(x):
     return torch.einsum("tij,bhtj->bhti", R, x.double()).to(x.dtype)
 
 
-def reference_attention(module, x_kv, x_q, rope=False):
+def reference_attention(module, x_kv, x_q, rope=False, mask_after_softmax=False):
     """Causal multi-head attention, one head and one query at a time.
 
-    Query i sees keys j <= i; rope rotates each head's queries and keys by position.
+    Query i sees keys j <= i; rope rotates each head's queries and keys by position;
+    mask_after_softmax takes the softmax over every key and then drops the later ones.
     """
     q = F.linear(x_q, module.query.weight, module.query.bias)
     k = F.linear(x_kv, module.key.weight, module.key.bias)
@@ -88,8 +89,13 @@ def reference_attention(module, x_kv, x_q, rope=False):
             kh = rotate_reference(kh[:, None])[:, 0]
         for i in range(Tq):
             visible = min(i + 1, Tk)
-            scores = (qh[:, i:i + 1] @ kh[:, :visible].transpose(1, 2)) / math.sqrt(hs)  # (B, 1, visible)
-            out[:, i, sl] = (scores.softmax(-1) @ vh[:, :visible])[:, 0]
+            if mask_after_softmax:
+                scores = (qh[:, i:i + 1] @ kh.transpose(1, 2)) / math.sqrt(hs)  # (B, 1, Tk)
+                weights = scores.softmax(-1)[..., :visible]
+            else:
+                scores = (qh[:, i:i + 1] @ kh[:, :visible].transpose(1, 2)) / math.sqrt(hs)  # (B, 1, visible)
+                weights = scores.softmax(-1)
+            out[:, i, sl] = (weights @ vh[:, :visible])[:, 0]
     return F.linear(out, module.proj.weight, module.proj.bias)
 
 
@@ -336,3 +342,54 @@ def test_kv_cache_matches_full_forward(kind, fused, chunks):
             outs.append(layer(x[:, start:start + n], cache))
             start += n
     torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
+
+
+def test_mask_after_softmax_weights_are_not_renormalised():
+    """mix() with identity values returns its weights: the full softmax with the future zeroed."""
+    naive = AttentionCore(tiny_config(mask_after_softmax=True))
+    usual = AttentionCore(tiny_config())
+    T = 6
+    scores = torch.randn(2, N_HEAD, T, T, generator=torch.Generator().manual_seed(20))  # (B, nh, T, T)
+    eye = torch.eye(T).expand(2, N_HEAD, T, T)
+    w, w_usual = naive.mix(scores, eye), usual.mix(scores, eye)
+    future = ~torch.ones(T, T, dtype=torch.bool).tril()
+    torch.testing.assert_close(w, scores.softmax(-1).masked_fill(future, 0.0))
+    assert torch.all(w[..., future] == 0) and torch.all(w_usual[..., future] == 0)
+    rows = w.sum(-1)
+    assert torch.all(rows[..., :-1] < 0.999)  # the future kept its share of the denominator
+    torch.testing.assert_close(rows[..., -1], torch.ones(2, N_HEAD))
+    torch.testing.assert_close(w_usual.sum(-1), torch.ones(2, N_HEAD, T))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_mask_after_softmax_takes_the_plain_path_and_leaks_the_future(fused):
+    attn = randomize_(CausalSelfAttention(tiny_config(mask_after_softmax=True, fused_attention=fused))).eval()
+    assert attn.fused is False
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(2, 9, N_EMBD, generator=g)
+    with torch.no_grad():
+        y = attn(x)
+        torch.testing.assert_close(y, reference_attention(attn, x, x, mask_after_softmax=True), atol=1e-4, rtol=1e-4)
+        changed = x.clone()
+        changed[:, -1] = torch.randn(2, N_EMBD, generator=g)
+        assert not torch.allclose(attn(changed)[:, 0], y[:, 0], atol=1e-5)  # query 0 sees the last token
+
+
+def test_shared_qk_is_one_projection():
+    shared = randomize_(CausalSelfAttention(tiny_config(shared_qk=True)), seed=22).eval()
+    usual = CausalSelfAttention(tiny_config())
+    assert shared.query is shared.key
+    assert sum(p.numel() for p in usual.parameters()) - sum(p.numel() for p in shared.parameters()) == \
+        N_EMBD * N_EMBD + N_EMBD
+    cross = CausalCrossAttention(tiny_config(shared_qk=True))
+    assert cross.query is cross.key
+    # the same as separate projections that happen to be equal
+    usual.load_state_dict(shared.state_dict())
+    torch.testing.assert_close(usual.query.weight, usual.key.weight)
+    x = torch.randn(2, 7, N_EMBD, generator=torch.Generator().manual_seed(23))
+    with torch.no_grad():
+        torch.testing.assert_close(shared(x), usual.eval()(x))
+        torch.testing.assert_close(shared(x), reference_attention(shared, x, x), atol=1e-4, rtol=1e-4)

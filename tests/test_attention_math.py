@@ -26,6 +26,7 @@ from attention_math import (  # noqa: E402
     pairwise_similarities,
     self_attention,
     split_heads,
+    zero_masked_weights,
 )
 
 
@@ -144,6 +145,21 @@ def test_apply_causal_mask_zero_weight_after_softmax():
     # the visible keys keep their relative weights: softmax over the allowed prefix only
     for i in range(4):
         assert torch.allclose(w[..., i, : i + 1], torch.softmax(scores[..., i, : i + 1], dim=-1))
+
+
+def test_zero_masked_weights_is_the_naive_mask_after_softmax():
+    """CS224N §2.2: softmax over every key, then zero the future weights without renormalising."""
+    g = torch.Generator().manual_seed(7)
+    scores = torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)  # (B, nh, Tq, Tk)
+    mask = make_causal_mask(5, 5)
+    w = zero_masked_weights(attn_softmax(scores), mask)
+    assert torch.all(w[..., ~mask] == 0)
+    for i in range(5):  # the visible weights keep the full softmax's values, future keys in its denominator
+        full = torch.exp(scores[..., i, :]) / torch.exp(scores[..., i, :]).sum(-1, keepdim=True)
+        assert torch.allclose(w[..., i, : i + 1], full[..., : i + 1])
+    rows = w.sum(-1)  # so rows sum to less than 1, except the last, which sees every key
+    assert torch.all(rows[..., :-1] < 1 - 1e-6) and torch.allclose(rows[..., -1], torch.ones(2, 3, dtype=torch.float64))
+    assert not torch.allclose(w, attn_softmax(apply_causal_mask(scores, mask)))
 
 
 def test_softmax_rows_sum_to_one_and_are_ordered():

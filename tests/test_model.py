@@ -365,3 +365,122 @@ def test_tiny_model_overfits_one_batch(variant):
     with torch.no_grad():
         last = model(idx, targets)[1].item()
     assert last < 0.2 * first, (first, last)
+
+
+# ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
+
+
+def test_experiment_switches_are_off_by_default():
+    cfg = GPTConfig(256, 128)
+    assert cfg.mask_after_softmax is False and cfg.position_embedding == "learned" and cfg.shared_qk is False
+    for variant in VARIANTS:
+        cfg = config_for_variant(variant, 256, 128)
+        assert (cfg.mask_after_softmax, cfg.position_embedding, cfg.shared_qk) == (False, "learned", False)
+
+
+V, T, C, L = 256, 128, 256, 4
+QK = C * C + C  # one query (or key) projection
+
+
+@pytest.mark.parametrize("variant,switch,expected", [
+    ("vanilla", dict(mask_after_softmax=True), 3_323_392),  # changes no parameter
+    ("vanilla", dict(position_embedding="sinusoidal"), 3_323_392 - T * C),  # no learned pos_emb
+    ("vanilla", dict(shared_qk=True), 3_323_392 - L * QK),
+    ("rope", dict(shared_qk=True), 3_290_624 - L * QK),
+    ("synthesizer", dict(position_embedding="sinusoidal"), 3_076_988 - T * C),
+    ("perceiver", dict(shared_qk=True), 3_323_392 + 32 * C - L * QK),  # down, 2 blocks, up: 4 attentions
+])
+def test_parameter_counts_with_switches(variant, switch, expected):
+    assert n_params(GPT(config_for_variant(variant, V, T, **switch))) == expected
+
+
+@pytest.mark.parametrize("n_embd,n_head", [(16, 2), (15, 3)])
+def test_sinusoidal_position_embedding_is_the_transformer_formula(n_embd, n_head):
+    """PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(t / 10000^(2i/C)); a buffer, not saved."""
+    model = GPT(config_for_variant("vanilla", VOCAB, BLOCK, n_layer=1, n_head=n_head, n_embd=n_embd,
+                                   position_embedding="sinusoidal"))
+    assert not any("pos_emb" in name for name, _ in model.named_parameters())
+    assert "pos_emb" not in model.state_dict()
+    pe = model.pos_emb
+    assert pe.shape == (1, BLOCK, n_embd) and not pe.requires_grad
+    for t in range(BLOCK):
+        for j in range(n_embd):
+            angle = t / 10000 ** (2 * (j // 2) / n_embd)
+            assert abs(pe[0, t, j].item() - (math.sin(angle) if j % 2 == 0 else math.cos(angle))) < 1e-6, (t, j)
+
+
+def test_sinusoidal_forward_adds_the_fixed_table():
+    model = tiny("vanilla", position_embedding="sinusoidal").eval()
+    idx = random_ids(2, 9, seed=30)
+    with torch.no_grad():
+        x = model.tok_emb.weight[idx] + model.pos_emb[0, :9]
+        for block in model.blocks:
+            x = block(x)
+        expected = F.linear(F.layer_norm(x, (16,), model.ln_f.weight, model.ln_f.bias), model.head.weight)
+        torch.testing.assert_close(model(idx)[0], expected)
+
+
+def assert_causal(model, T, seed):
+    """Logits before position t ignore changes at t and later; those at t see them."""
+    idx = random_ids(2, T, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        logits = model(idx)[0]
+        for t in range(T):
+            changed = idx.clone()
+            changed[:, t:] = (idx[:, t:] + torch.randint(1, VOCAB, idx[:, t:].shape, generator=g)) % VOCAB
+            new = model(changed)[0]
+            torch.testing.assert_close(new[:, :t], logits[:, :t], atol=1e-5, rtol=1e-5)
+            assert not torch.allclose(new[:, t], logits[:, t], atol=1e-5)
+
+
+@pytest.mark.parametrize("variant,switch", [("vanilla", dict(position_embedding="sinusoidal")),
+                                            ("vanilla", dict(shared_qk=True)), ("rope", dict(shared_qk=True))])
+def test_sinusoidal_and_shared_qk_models_stay_causal_and_cache(variant, switch):
+    model = tiny(variant, seed=31, n_layer=2, **switch).eval()
+    assert model.supports_kv_cache
+    assert_causal(model, BLOCK, seed=32)
+    idx = random_ids(2, BLOCK, seed=33)
+    with torch.no_grad():
+        cache = [{} for _ in model.blocks]
+        steps = [model(idx[:, :5], kv_cache=cache)[0]] + [model(idx[:, t:t + 1], kv_cache=cache)[0]
+                                                          for t in range(5, BLOCK)]
+        torch.testing.assert_close(torch.cat(steps, dim=1), model(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "perceiver", "synthesizer"])
+def test_mask_after_softmax_model_is_not_causal(variant):
+    """The naive mask leaks the future through the softmax's denominator: changing the last token
+    changes the logits at the first position. The fused flag is ignored (plain path). The synthesizer
+    is the exception: row i of its scores comes from token i alone, so the future cannot move it."""
+    plain = tiny(variant, seed=34, n_layer=2, mask_after_softmax=True).eval()
+    with torch.no_grad():  # scores that depend on the tokens (the synthesizer's start at zero)
+        for p in plain.parameters():
+            p.normal_(std=0.3)
+    fused = tiny(variant, seed=34, n_layer=2, mask_after_softmax=True, fused_attention=True).eval()
+    fused.load_state_dict(plain.state_dict())
+    assert not plain.supports_kv_cache  # a cache cannot revise earlier positions
+    T = max_len(variant)
+    idx = random_ids(2, T, seed=35)
+    changed = idx.clone()
+    changed[:, -1] = (idx[:, -1] + 1) % VOCAB
+    with torch.no_grad():
+        logits = plain(idx)[0]
+        torch.testing.assert_close(fused(idx)[0], logits)
+        if variant == "synthesizer":
+            assert_causal(plain, T, seed=36)
+        else:
+            assert not torch.allclose(plain(changed)[0][:, 0], logits[:, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant,switch,words", [
+    ("rope", dict(position_embedding="sinusoidal"), ["rope", "position_embedding"]),
+    ("synthesizer", dict(shared_qk=True), ["synthesizer", "shared_qk"]),
+    ("vanilla", dict(position_embedding="rotary"), ["rotary", "sinusoidal"]),
+])
+def test_switches_refused_where_they_do_not_apply(variant, switch, words):
+    with pytest.raises(ValueError) as info:
+        config_for_variant(variant, VOCAB, BLOCK, **switch)
+    for word in words:
+        assert word in str(info.value)
+
