@@ -72,6 +72,10 @@ def diverge_rngs():
     torch.manual_seed(seed)  # seeds the CUDA generators too
 
 
-def destroy():
-    if dist.is_available() and dist.is_initialized():
+def destroy(wait_for_all=False):
+    """Leave the process group. wait_for_all (on a clean finish): first wait until every rank is
+    done, since a rank that tears gloo down while another still talks to it can abort the process."""
+    if active():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()

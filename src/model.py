@@ -9,7 +9,8 @@ synthesizer  SynthesizerAttention in every block
 GPT(config)(idx, targets) -> (logits (B, T, vocab_size), loss or None).
 
 Experiment switches of CS224N §2.2, off by default (EXPERIMENTS):
-mask_after_softmax   zero the future attention weights after the softmax (naive, not causal)
+mask_after_softmax   zero the future attention weights after the softmax (naive: the future leaks through
+                     the denominator, except in the synthesizer, whose score row i comes from token i alone)
 position_embedding   "learned" (pos_emb parameter) or "sinusoidal" (fixed, the Transformer paper's)
 shared_qk            one projection for queries and keys
 """
@@ -171,7 +172,7 @@ class GPT(nn.Module):
     @property
     def supports_kv_cache(self):
         """The perceiver's bottleneck slots change as the input grows, so it decodes uncached; with
-        mask_after_softmax every position depends on later ones, which a cache cannot update."""
+        mask_after_softmax a position may depend on later ones, which a cache cannot update."""
         return not self.perceiver and not self.config.mask_after_softmax
 
     def forward(self, idx, targets=None, kv_cache=None):

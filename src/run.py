@@ -264,6 +264,7 @@ def main(argv=None):
     model = build_model(args, setup, pretrain_dataset.vocab_size)
     {"pretrain": pretrain, "finetune": finetune, "evaluate": evaluate}[args.function](
         args, setup, pretrain_dataset, model)
+    distributed.destroy(wait_for_all=True)
 
 
 if __name__ == "__main__":

@@ -450,8 +450,8 @@ def test_sinusoidal_and_shared_qk_models_stay_causal_and_cache(variant, switch):
 
 @pytest.mark.parametrize("variant", ["vanilla", "perceiver", "synthesizer"])
 def test_mask_after_softmax_model_is_not_causal(variant):
-    """The naive mask leaks the future through the softmax's denominator: changing the last token
-    changes the logits at the first position. The fused flag is ignored (plain path). The synthesizer
+    """The naive mask leaks the future through the softmax's denominator: changing every token after
+    the first changes the logits at the first position. The fused flag is ignored (plain path). The synthesizer
     is the exception: row i of its scores comes from token i alone, so the future cannot move it."""
     plain = tiny(variant, seed=34, n_layer=2, mask_after_softmax=True).eval()
     with torch.no_grad():  # scores that depend on the tokens (the synthesizer's start at zero)
@@ -463,14 +463,14 @@ def test_mask_after_softmax_model_is_not_causal(variant):
     T = max_len(variant)
     idx = random_ids(2, T, seed=35)
     changed = idx.clone()
-    changed[:, -1] = (idx[:, -1] + 1) % VOCAB
+    changed[:, 1:] = (idx[:, 1:] + 1) % VOCAB
     with torch.no_grad():
         logits = plain(idx)[0]
         torch.testing.assert_close(fused(idx)[0], logits)
         if variant == "synthesizer":
             assert_causal(plain, T, seed=36)
         else:
-            assert not torch.allclose(plain(changed)[0][:, 0], logits[:, 0], atol=1e-4)
+            assert not torch.allclose(plain(changed)[0][:, 0], logits[:, 0], atol=1e-5)  # as assert_causal
 
 
 @pytest.mark.parametrize("variant,switch,words", [

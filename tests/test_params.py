@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model import GPT, config_for_variant
-from params import load_params, save_params
+from params import META_KEY, load_params, save_params
 from utils import UserError, set_seed
 
 ITOS = ["\u25a1", "\u2047"] + sorted(set("abcdefghij ?."))
@@ -23,10 +23,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make(variant="vanilla", itos=ITOS, seed=0, bottleneck_dim=4, n_layer=2, n_head=2, n_embd=32, block=BLOCK):
+def make(variant="vanilla", itos=ITOS, seed=0, bottleneck_dim=4, n_layer=2, n_head=2, n_embd=32, block=BLOCK,
+         **switches):
     set_seed(seed)
     cfg = config_for_variant(variant, len(itos), block, bottleneck_dim=bottleneck_dim, n_layer=n_layer,
-                             n_head=n_head, n_embd=n_embd, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+                             n_head=n_head, n_embd=n_embd, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0,
+                             **switches)
     return GPT(cfg)
 
 
@@ -224,3 +226,84 @@ def test_missing_truncated_and_garbage_files(tmp_path):
 def test_save_to_missing_directory(tmp_path):
     with pytest.raises(UserError):
         save_params(make(), str(tmp_path / "no" / "such" / "dir.params"), "vanilla", ITOS)
+
+
+# ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
+
+SWITCHES = [("vanilla", dict(mask_after_softmax=True)), ("vanilla", dict(position_embedding="sinusoidal")),
+            ("vanilla", dict(shared_qk=True)), ("perceiver", dict(shared_qk=True, position_embedding="sinusoidal")),
+            ("rope", dict(shared_qk=True))]
+
+
+@pytest.mark.parametrize("variant,switch", SWITCHES)
+def test_round_trip_with_switches(tmp_path, variant, switch):
+    path = str(tmp_path / "p.params")
+    source = make(variant, seed=1, **switch)
+    save_params(source, path, variant, ITOS)
+    state = torch.load(path)
+    described = state._metadata[META_KEY]
+    assert {name: described[name] for name in switch} == switch
+    assert ("pos_emb" in state) == (variant != "rope" and "position_embedding" not in switch)
+    target = make(variant, seed=2, **switch)
+    load_params(target, path, variant, ITOS)
+    assert_same_params(source, target)
+    if switch.get("shared_qk"):
+        attns = [m for name, m in target.named_modules() if name.endswith("attn")]
+        assert attns and all(m.query is m.key for m in attns)
+    x = torch.tensor([[2, 3, 4, 5]])
+    assert torch.equal(source.eval()(x)[0], target.eval()(x)[0])
+
+
+@pytest.mark.parametrize("name,on", [("mask_after_softmax", True), ("position_embedding", "sinusoidal"),
+                                     ("shared_qk", True)])
+@pytest.mark.parametrize("saved_on", [True, False])
+def test_switch_mismatch_refused(tmp_path, name, on, saved_on):
+    path = str(tmp_path / "p.params")
+    saved, used = ({name: on}, {}) if saved_on else ({}, {name: on})
+    save_params(make(**saved), path, "vanilla", ITOS)
+    target = make(seed=5, **used)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(UserError) as info:
+        load_params(target, path, "vanilla", ITOS)
+    off = {"mask_after_softmax": False, "position_embedding": "learned", "shared_qk": False}[name]
+    message = str(info.value)
+    mentions(message, name, *((on, off) if saved_on else (off, on)))
+    assert "\n" not in message and "rope" not in message
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+def test_file_from_before_the_switches_loads(tmp_path):
+    """Older metadata lacks the switches: they were off then."""
+    path = str(tmp_path / "p.params")
+    source = make(seed=1)
+    save_params(source, path, "vanilla", ITOS)
+    state = torch.load(path)
+    for name in ("mask_after_softmax", "position_embedding", "shared_qk"):
+        del state._metadata[META_KEY][name]
+    torch.save(state, path)
+    target = make(seed=2)
+    load_params(target, path, "vanilla", ITOS)
+    assert_same_params(source, target)
+    with pytest.raises(UserError) as info:
+        load_params(make(shared_qk=True), path, "vanilla", ITOS)
+    mentions(str(info.value), "shared_qk")
+
+
+def test_switches_without_metadata(tmp_path):
+    """Plain torch.save files: separate q/k refused by a shared_qk model, a sinusoidal file is no rope file."""
+    path = str(tmp_path / "p.params")
+    torch.save(make(seed=1).state_dict(), path)
+    with pytest.raises(UserError) as info:
+        load_params(make(shared_qk=True), path, "vanilla", ITOS)
+    mentions(str(info.value), "shared_qk")
+    torch.save(make(seed=1, shared_qk=True).state_dict(), path)
+    load_params(make(seed=2, shared_qk=True), path, "vanilla", ITOS)
+    source = make(seed=1, position_embedding="sinusoidal")
+    torch.save(source.state_dict(), path)
+    target = make(seed=2, position_embedding="sinusoidal")
+    load_params(target, path, "vanilla", ITOS)
+    assert_same_params(source, target)
+    with pytest.raises(UserError) as info:
+        load_params(make(), path, "vanilla", ITOS)
+    assert "pos_emb" in str(info.value) and "rope" not in str(info.value)
+

@@ -92,3 +92,14 @@ def test_synthetic_all_completes_and_is_idempotent(tmp_path):
     assert len(lines) == len(TARGETS)
     assert all(line.startswith("up to date: ") for line in lines), second.stdout
     assert {name: os.stat(out / name).st_mtime_ns for name in OUTPUTS} == mtimes
+
+
+def test_demo_passes_options_to_run_py(tmp_path):
+    """`./run.sh demo VARIANT OPTIONS`: the options reach every src/run.py call and name the output
+    directory; a switch that does not apply to the variant stops the demo with run.py's error."""
+    env = tiny_env(tmp_path)
+    result = run_sh("demo", "rope", "--position_embedding", "sinusoidal", env=env, timeout=120)
+    assert result.returncode != 0
+    assert "error: position_embedding sinusoidal does not apply to rope" in result.stdout + result.stderr
+    assert (tmp_path / "results" / "demo-rope-position_embedding-sinusoidal" / "baseline_accuracy.txt").is_file()
+    assert "Demo results" not in result.stdout
