@@ -14,7 +14,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from utils import UserError, read_lines, read_text
+from utils import UserError, read_text
 
 PAD_CHAR = "\u25A1"  # "□", id 0: padding, ignored by the loss
 MASK_CHAR = "\u2047"  # "⁇", id 1: marks the masked span and the end of an answer

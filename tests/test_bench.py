@@ -1,13 +1,13 @@
 """Smoke tests of src/bench.py (issue 5, item 1): each measurement, on the fast and the plain
 path, prints one JSON object with what, variant, device, path and a positive figure. Tiny
 settings, run in this process (bench.main), so they check behaviour, not speed."""
-import importlib.util
 import json
 import os
 
 import pytest
 
 import bench
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "64", "--device", "cpu",
@@ -17,11 +17,7 @@ FIGURE = {"train": "tokens_per_s", "data": "examples_per_s", "eval": "questions_
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_corpus(str(tmp_path_factory.mktemp("bench")), n_people=40, seed=0)
+    return make_corpus(str(tmp_path_factory.mktemp("bench")), n_people=40, seed=0)
 
 
 def measure(capsys, what, plain, *args):

@@ -1,6 +1,5 @@
 """End-to-end tests of the command line (SPEC §8): src/run.py pretrain -> finetune -> evaluate
 on a tiny synthetic corpus, its error handling, and src/london_baseline.py."""
-import importlib.util
 import json
 import os
 import re
@@ -13,6 +12,8 @@ from collections import Counter
 import pytest
 import torch
 
+from make_synthetic_corpus import make_corpus
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "src", "run.py")
 LONDON = os.path.join(ROOT, "src", "london_baseline.py")
@@ -20,14 +21,6 @@ TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--dropout", "0", "
         "--finetune_epochs", "2", "--no_tensorboard", "--device", "cpu"]
 CORRECT = re.compile(r"Correct: (\d+) out of (\d+): ([\d.]+)%")
 ENV = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
-
-
-def load_generator():
-    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def start(script, *args, cwd):
@@ -103,7 +96,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(work):
-    return load_generator().make_corpus(str(work / "data"), n_people=50, seed=0)
+    return make_corpus(str(work / "data"), n_people=50, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -5,35 +5,25 @@ remember it; and a switch that does not apply to a variant is one clear error.
 
 run.main(argv) is called in this process: one torch import for every run.
 """
-import importlib.util
 import os
 
 import pytest
-import torch
 
 import run
 from utils import UserError
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "16", "--block_size", "64", "--dropout", "0",
         "--pretrain_epochs", "1", "--no_tensorboard", "--device", "cpu", "--plain"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_corpus(str(tmp_path_factory.mktemp("switches")), n_people=20, seed=0)
+    return make_corpus(str(tmp_path_factory.mktemp("switches")), n_people=20, seed=0)
 
 
 @pytest.mark.parametrize("variant,flags", [("vanilla", ["--mask_after_softmax"]),

@@ -14,14 +14,7 @@ PAD, MASK = "\u25A1", "\u2047"  # the SPEC's characters, spelled out independent
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The batches here are small: on a busy shared CPU, intra-op threads waiting for each other
-    make every tensor op take a scheduler slice (~20 ms instead of ~0.05 ms)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def words(rng, length):

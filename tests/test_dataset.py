@@ -1,6 +1,5 @@
 """Tests for src/dataset.py: the vocabulary (SPEC §2), CharCorruptionDataset (§3),
 NameDataset (§4) and the `python src/dataset.py` demo."""
-import importlib.util
 import os
 import random
 import statistics
@@ -11,20 +10,12 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import dataset
 from dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset
 from utils import UserError
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAD, MASK = "\u25A1", "\u2047"  # the SPEC's characters, spelled out independently
-
-
-def load_generator():
-    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def decode(ds, ids):
@@ -281,7 +272,7 @@ def test_no_question_lines_refused(pretrain):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return load_generator().make_corpus(str(tmp_path_factory.mktemp("syn")), n_people=40, seed=0)
+    return make_corpus(str(tmp_path_factory.mktemp("syn")), n_people=40, seed=0)
 
 
 def run_demo(*args):

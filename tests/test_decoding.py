@@ -7,17 +7,16 @@ course's one-question-at-a-time decoder (utils.sample: 32 greedy steps after
 To make the comparison meaningful, each variant is first trained briefly on a
 synthetic birth-place corpus, so that its answers are varied, non-empty strings.
 """
-import importlib.util
 import os
 
 import pytest
 import torch
 
-import decoding
 from dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset
 from decoding import answer_from_ids, encode_question, greedy_batch, predict_places
 from model import GPT, config_for_variant
 from utils import sample
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["vanilla", "rope", "perceiver", "synthesizer"]
@@ -26,21 +25,7 @@ STEPS = 32  # SPEC §8: up to 32 characters after `question ⁇`
 TRAIN_STEPS = 150
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus",
-                                                  os.path.join(ROOT, "data", "make_synthetic_corpus.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read(path):
@@ -51,7 +36,7 @@ def read(path):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """(pretraining dataset, NameDataset, questions to decode) from a small synthetic corpus."""
-    paths = load_generator().make_corpus(str(tmp_path_factory.mktemp("corpus")), n_people=300, seed=1)
+    paths = make_corpus(str(tmp_path_factory.mktemp("corpus")), n_people=300, seed=1)
     pretrain = CharCorruptionDataset(read(paths["wiki"]), BLOCK)
     fits = lambda line: line and len(line) + 1 <= BLOCK  # question + ⁇ + answer + ⁇ within a block
     train_lines = [line for line in read(paths["train"]).split("\n") if fits(line)]

@@ -2,7 +2,6 @@
 with the gloo backend on the CPU, on a tiny synthetic corpus, writes the same kind of params file
 as a single-process run; rank 0 alone logs and saves; the ranks share the data and the learning
 rate schedule counts the tokens of both."""
-import importlib.util
 import os
 import re
 import socket
@@ -18,6 +17,7 @@ from model import GPT, config_for_variant
 from params import META_KEY, describe_model, load_params
 from trainer import TrainerConfig, learning_rate_at
 from utils import read_text
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "src", "run.py")
@@ -51,11 +51,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(work):
-    path = os.path.join(ROOT, "data", "make_synthetic_corpus.py")
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_corpus(str(work / "data"), n_people=PEOPLE, seed=0)
+    return make_corpus(str(work / "data"), n_people=PEOPLE, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ VARIANTS = ["vanilla", "rope", "perceiver", "synthesizer"]
 VOCAB, BLOCK, BOTTLENECK = 13, 16, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def full_size(variant, bottleneck_dim=32):

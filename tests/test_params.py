@@ -15,12 +15,7 @@ BIGGER_ITOS = ITOS + ["z"]
 BLOCK = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(variant="vanilla", itos=ITOS, seed=0, bottleneck_dim=4, n_layer=2, n_head=2, n_embd=32, block=BLOCK,

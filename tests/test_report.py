@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import report
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -31,11 +32,6 @@ def tiny_run(tmp_path_factory):
     """london_baseline and vanilla pretrain -> finetune -> evaluate dev on a 40-person corpus,
     with TensorBoard on (cwd is the tmp dir, so expt/ lands there)."""
     tmp = tmp_path_factory.mktemp("tiny_run")
-    sys.path.insert(0, os.path.join(ROOT, "data"))
-    try:
-        from make_synthetic_corpus import make_corpus
-    finally:
-        sys.path.pop(0)
     d = make_corpus(str(tmp / "data"), n_people=40, seed=0)
     logs = tmp / "logs"
     logs.mkdir()

@@ -6,7 +6,8 @@ Everything runs in tmp_path (SYNTHETIC_DIR, RESULTS_DIR, DATA_DIR) with a tiny m
 """
 import os
 import subprocess
-import sys
+
+from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SH = os.path.join(ROOT, "run.sh")
@@ -29,11 +30,6 @@ def run_sh(*args, env=None, timeout=300):
 
 
 def tiny_env(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "data"))
-    try:
-        from make_synthetic_corpus import make_corpus
-    finally:
-        sys.path.pop(0)
     make_corpus(str(tmp_path / "synthetic"), n_people=40, seed=0)
     return {"SYNTHETIC_DIR": str(tmp_path / "synthetic"), "RESULTS_DIR": str(tmp_path / "results"),
             "RUN_ARGS": TINY}

@@ -18,13 +18,7 @@ from utils import UserError, set_seed
 WARMUP, FINAL, BASE = 1000, 11000, 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and does not stall when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def schedule(**kwargs):

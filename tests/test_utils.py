@@ -11,12 +11,7 @@ import utils
 from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text, sample, set_seed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write(path, data):
