@@ -50,12 +50,14 @@ data_dir() {
 # outputs: handout file names in the repo root for real data, results/synthetic/ otherwise
 out_dir() { if [ "$SYNTHETIC" = 1 ]; then mkdir -p "$RESULTS/synthetic"; echo "$RESULTS/synthetic"; else echo .; fi; }
 
-# run NAME CMD...: run and log to results/logs/NAME.log as well as the terminal
+# run LOG CMD...: run and log to LOG as well as the terminal; LOG is a path ending in .log,
+# or a NAME for results/logs/NAME.log (the assignment's targets)
 run() {
-  local name=$1; shift
-  mkdir -p "$RESULTS/logs"
-  echo "+ $*" | tee "$RESULTS/logs/$name.log"
-  "$@" 2>&1 | tee -a "$RESULTS/logs/$name.log"
+  local log=$1; shift
+  case "$log" in *.log) ;; *) log="$RESULTS/logs/$log.log" ;; esac
+  mkdir -p "$(dirname "$log")"
+  echo "+ $*" | tee "$log"
+  "$@" 2>&1 | tee -a "$log"
 }
 
 bottleneck() { [ "$1" = perceiver ] && echo "--bottleneck_dim 64" || true; }
@@ -150,30 +152,30 @@ demo() {
   local W="$D/wiki.txt" started=$SECONDS
   # shellcheck disable=SC2086
   {
-    run demo_baseline "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
+    run "$O/logs/baseline.log" "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
       --most_common_from "$D/birth_places_train.tsv" --outputs_path "$O/baseline_accuracy.txt"
-    run demo_finetune_without_pretrain "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/finetune_without_pretrain.log" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
       --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-40}" --writing_params_path "$O/nopretrain.params" \
       --finetune_corpus_path "$D/birth_places_train.tsv"
-    run demo_eval_without_pretrain "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/eval_without_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/nopretrain.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/nopretrain.dev.predictions"
-    run demo_pretrain "$PY" src/run.py pretrain "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/pretrain.log" "$PY" src/run.py pretrain "$variant" "$W" $small $(bottleneck "$variant") \
       --pretrain_epochs "${DEMO_PRETRAIN_EPOCHS:-250}" --writing_params_path "$O/pretrain.params"
-    run demo_finetune_with_pretrain "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/finetune_with_pretrain.log" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
       --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-40}" --reading_params_path "$O/pretrain.params" \
       --writing_params_path "$O/finetune.params" --finetune_corpus_path "$D/birth_places_train.tsv"
-    run demo_eval_with_pretrain "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/eval_with_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/finetune.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/pretrain.dev.predictions"
   }
   local seconds=$((SECONDS - started))
-  accuracy() { grep -o 'Correct: .*' "$RESULTS/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
+  accuracy() { grep -o 'Correct: .*' "$O/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
   echo
   echo "Demo results ($variant${extra:+ $extra}, synthetic corpus, dev set, $(nproc) CPU cores, ${seconds} s):"
-  printf "  %-34s %s\n" "most common place baseline" "$(accuracy demo_baseline)"
-  printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy demo_eval_without_pretrain)"
-  printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy demo_eval_with_pretrain)"
+  printf "  %-34s %s\n" "most common place baseline" "$(accuracy baseline)"
+  printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy eval_without_pretrain)"
+  printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy eval_with_pretrain)"
 }
 
 # ---------------------------------------------------------------- dispatch

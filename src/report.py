@@ -1,13 +1,14 @@
 """
 Results of the runs: a markdown table, JSON and loss plots from run.sh's logs and TensorBoard.
 
-    python src/report.py [--logs results/logs] [--runs expt] [--out results]
+    python src/report.py [--logs results/logs] [--demos results] [--runs expt] [--out results]
     ./run.sh report                        # the same, with run.sh's RESULTS_DIR
 
-Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, demo_*.log from
-`./run.sh demo`) and the TensorBoard event files under expt/ (tags train/loss and
-train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
-figure per phase, one line per run). Runs that are missing or failed show as '—'.
+Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, results/demo-*/logs/STEP.log
+from each `./run.sh demo [VARIANT] [OPTIONS]`) and the TensorBoard event files under expt/ (tags
+train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
+figure per phase, one line per run). Each demo is named by its directory, e.g. demo-vanilla-shared_qk.
+Runs that are missing or failed show as '—'.
 """
 import argparse
 import datetime
@@ -96,19 +97,36 @@ def assignment_runs():
     return runs
 
 
-def demo_runs(logs):
-    """The same for ./run.sh demo, whose logs do not carry the variant in their names."""
-    variant = None
-    for name in ("demo_eval_with_pretrain", "demo_finetune_with_pretrain", "demo_pretrain",
-                 "demo_eval_without_pretrain", "demo_finetune_without_pretrain"):
-        if name in logs and logs[name]["variant"]:
-            variant = logs[name]["variant"]
-            break
-    variant = variant or "vanilla"
+def demo_runs(logs, prefix=""):
+    """The same for one ./run.sh demo, whose logs are named PREFIX + step, not by variant."""
+    steps = ("eval_with_pretrain", "finetune_with_pretrain", "pretrain", "eval_without_pretrain",
+             "finetune_without_pretrain")
+    variant = next((logs[prefix + s]["variant"] for s in steps
+                    if prefix + s in logs and logs[prefix + s]["variant"]), "vanilla")
     return [(f"{variant}, no pretraining", variant, False,
-             {"finetune": "demo_finetune_without_pretrain", "dev": "demo_eval_without_pretrain"}),
+             {"finetune": prefix + "finetune_without_pretrain", "dev": prefix + "eval_without_pretrain"}),
             (f"{variant}, pretrained", variant, True,
-             {"pretrain": "demo_pretrain", "finetune": "demo_finetune_with_pretrain", "dev": "demo_eval_with_pretrain"})]
+             {"pretrain": prefix + "pretrain", "finetune": prefix + "finetune_with_pretrain",
+              "dev": prefix + "eval_with_pretrain"})]
+
+
+def read_logs(logs_dir):
+    """{log name: parse_log(...)} for the NAME.log files in logs_dir."""
+    return {os.path.basename(p)[:-len(".log")]: parse_log(p)
+            for p in sorted(glob.glob(os.path.join(logs_dir, "*.log")))}
+
+
+def find_demos(demos_dir, logs_dir, logs):
+    """{demo name: (its logs directory, log name prefix, its logs)}: one per demos_dir/demo-*/logs/,
+    named by its directory (demo-vanilla, demo-vanilla-shared_qk), and 'demo' for the demo_*.log
+    that older run.sh versions wrote into logs_dir."""
+    demos = {}
+    for d in glob.glob(os.path.join(demos_dir, "demo-*", "logs")):
+        if found := read_logs(d):
+            demos[os.path.basename(os.path.dirname(d))] = (d, "", found)
+    if old := {k: v for k, v in logs.items() if k.startswith("demo_")}:
+        demos["demo"] = (os.path.join(logs_dir, "demo_*.log"), "demo_", old)
+    return dict(sorted(demos.items()))
 
 
 def accuracy(info):
@@ -302,7 +320,8 @@ def corpora(rows):
 
 def markdown(report, out_dir):
     lines = ["# Results", "", f"Generated {report['generated']} by `src/report.py` from the logs in "
-             f"`{report['logs_dir']}` and the TensorBoard runs in `{report['runs_dir']}`.", ""]
+             f"`{report['logs_dir']}` and `{report['demos_dir']}/demo-*/logs` and the TensorBoard runs in "
+             f"`{report['runs_dir']}`.", ""]
     a = report["assignment"]
     if a:
         lines += ["## The assignment's runs (`./run.sh TARGET`)", ""]
@@ -311,14 +330,16 @@ def markdown(report, out_dir):
         if corpora(a["runs"]):
             lines += ["", "Pretraining corpus: " + ", ".join(f"`{c}`" for c in corpora(a["runs"]))]
         lines += [""]
-    d = report["demo"]
-    if d:
-        lines += ["## The demo (`./run.sh demo`, synthetic corpus, small model)", ""]
-        lines += table(d["runs"], with_test=False)
-        lines += ["", baseline_line(d["baseline"], "Most common place baseline on the dev set"), ""]
-    if not a and not d:
-        lines += [f"No run logs found in `{report['logs_dir']}`: run `./run.sh TARGET`, `./run.sh all` or "
-                  f"`./run.sh demo` first.", ""]
+    demos = report["demo"]
+    if demos:
+        lines += ["## The demos (`./run.sh demo [VARIANT] [OPTIONS]`, synthetic corpus, small model)", ""]
+        for name, d in demos.items():
+            lines += [f"### {name}", "", f"Logs: `{d['logs_dir']}`", ""]
+            lines += table(d["runs"], with_test=False)
+            lines += ["", baseline_line(d["baseline"], "Most common place baseline on the dev set"), ""]
+    if not a and not demos:
+        lines += [f"No run logs found in `{report['logs_dir']}` or `{report['demos_dir']}/demo-*/logs`: run "
+                  f"`./run.sh TARGET`, `./run.sh all` or `./run.sh demo` first.", ""]
     lines += ["## Training loss", ""]
     if report["plots"]:
         for p in report["plots"]:
@@ -331,20 +352,20 @@ def markdown(report, out_dir):
     return "\n".join(lines)
 
 
-def build_report(logs_dir, runs_dir, out_dir):
-    logs = {os.path.basename(p)[:-len(".log")]: parse_log(p)
-            for p in sorted(glob.glob(os.path.join(logs_dir, "*.log")))}
-    demo = {k: v for k, v in logs.items() if k.startswith("demo_")}
+def build_report(logs_dir, runs_dir, out_dir, demos_dir):
+    logs = read_logs(logs_dir)
     real = {k: v for k, v in logs.items() if not k.startswith("demo_")}
-    report = {"generated": datetime.datetime.now().isoformat(timespec="seconds"),
-              "logs_dir": logs_dir, "runs_dir": runs_dir, "assignment": None, "demo": None}
+    report = {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "logs_dir": logs_dir,
+              "demos_dir": demos_dir, "runs_dir": runs_dir, "assignment": None, "demo": None}
     known = {log for *_, steps in assignment_runs() for log in steps.values()} | {"london_baseline"}
     report["other_logs"] = sorted(set(real) - known)
     if any(k in known for k in real):
         report["assignment"] = {"runs": summarize(assignment_runs(), real),
                                 "london_baseline": baseline(real, "london_baseline")}
-    if demo:
-        report["demo"] = {"runs": summarize(demo_runs(demo), demo), "baseline": baseline(demo, "demo_baseline")}
+    demos = {name: {"logs_dir": d, "runs": summarize(demo_runs(found, prefix), found),
+                    "baseline": baseline(found, prefix + "baseline")}
+             for name, (d, prefix, found) in find_demos(demos_dir, logs_dir, logs).items()}
+    report["demo"] = demos or None
     report["plots"] = plot_curves(runs_dir, out_dir)
     return report
 
@@ -352,11 +373,13 @@ def build_report(logs_dir, runs_dir, out_dir):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("--logs", default=os.path.join("results", "logs"), help="run logs (default results/logs)")
+    p.add_argument("--demos", help="where the demo-*/logs/ of ./run.sh demo are (default: the parent of --logs)")
     p.add_argument("--runs", default="expt", help="TensorBoard runs: PHASE/NAME/events.* (default expt)")
     p.add_argument("--out", default="results", help="where README.md, results.json and the PNGs go")
     args = p.parse_args(argv)
+    demos = args.demos or os.path.normpath(os.path.join(args.logs, os.pardir))
     os.makedirs(args.out, exist_ok=True)
-    report = build_report(args.logs, args.runs, args.out)
+    report = build_report(args.logs, args.runs, args.out, demos)
     readme, js = os.path.join(args.out, "README.md"), os.path.join(args.out, "results.json")
     with open(readme, "w", encoding="utf-8") as f:
         f.write(markdown(report, args.out))

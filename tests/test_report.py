@@ -1,6 +1,7 @@
 """
 src/report.py (./run.sh report): the markdown table, results.json and the loss plots, from
-the logs and TensorBoard files of a tiny real run, from demo logs, and from nothing at all.
+the logs and TensorBoard files of a tiny real run, from the logs of one or more demos (each in its
+own results/demo-*/logs/), and from nothing at all.
 """
 import json
 import os
@@ -90,41 +91,90 @@ def test_report_command_writes_table_json_and_plots(tiny_run):
         assert p["runs"] == ["tiny_vanilla_32_pt_lr_0.006000_ft_lr_0.000600"]
 
 
-DEMO_LOGS = {
-    "demo_baseline": "+ python src/london_baseline.py --most_common_from x\n"
-                     "Always answering 'Paris' on data/synthetic/birth_dev.tsv: Correct: 9 out of 85: 10.588%\n",
-    "demo_finetune_without_pretrain": "+ python src/run.py finetune rope data/synthetic/wiki.txt\n"
-                                      "device: NVIDIA H100 80GB HBM3 | dtype: bf16 autocast | fused attention: on\n"
-                                      "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
-                                      "finetune:  50%|##| 1/2\rfinetune: 100%|##| 2/2\nfinetune took 20.1 s\n",
-    "demo_eval_without_pretrain": "+ python src/run.py evaluate rope data/synthetic/wiki.txt\n"
-                                  "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
-                                  "Correct: 2 out of 85: 2.3529411764705883%\n",
-    "demo_pretrain": "+ python src/run.py pretrain rope data/synthetic/wiki.txt\n"
-                     "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
-                     "Traceback (most recent call last):\n  File \"src/run.py\"\nKeyboardInterrupt\ninterrupted\n",
+DEMO_LOGS = {  # results/demo-rope/logs/STEP.log of a `./run.sh demo rope` whose pretraining was stopped
+    "baseline": "+ python src/london_baseline.py --most_common_from x\n"
+                "Always answering 'Paris' on data/synthetic/birth_dev.tsv: Correct: 9 out of 85: 10.588%\n",
+    "finetune_without_pretrain": "+ python src/run.py finetune rope data/synthetic/wiki.txt\n"
+                                 "device: NVIDIA H100 80GB HBM3 | dtype: bf16 autocast | fused attention: on\n"
+                                 "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
+                                 "finetune:  50%|##| 1/2\rfinetune: 100%|##| 2/2\nfinetune took 20.1 s\n",
+    "eval_without_pretrain": "+ python src/run.py evaluate rope data/synthetic/wiki.txt\n"
+                             "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
+                             "Correct: 2 out of 85: 2.3529411764705883%\n",
+    "pretrain": "+ python src/run.py pretrain rope data/synthetic/wiki.txt\n"
+                "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
+                "Traceback (most recent call last):\n  File \"src/run.py\"\nKeyboardInterrupt\ninterrupted\n",
 }
 
 
+def write_logs(logs, texts, prefix=""):
+    logs.mkdir(parents=True, exist_ok=True)
+    for step, text in texts.items():
+        (logs / f"{prefix}{step}.log").write_text(text)
+
+
+def report_of(results):
+    """report.main on the run.sh layout under results/: logs/ and demo-*/logs/."""
+    return report.main(["--logs", str(results / "logs"), "--runs", str(results / "no_expt"),
+                        "--out", str(results / "out")])
+
+
 def test_demo_logs_and_failures(tmp_path):
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    for name, text in DEMO_LOGS.items():
-        (logs / f"{name}.log").write_text(text)
-    data = report.main(["--logs", str(logs), "--runs", str(tmp_path / "no_expt"), "--out", str(tmp_path / "out")])
-    assert data["assignment"] is None
-    runs = {r["run"]: r for r in data["demo"]["runs"]}
+    write_logs(tmp_path / "demo-rope" / "logs", DEMO_LOGS)
+    data = report_of(tmp_path)
+    assert data["assignment"] is None and list(data["demo"]) == ["demo-rope"]
+    demo = data["demo"]["demo-rope"]
+    assert demo["logs_dir"] == str(tmp_path / "demo-rope" / "logs")
+    runs = {r["run"]: r for r in demo["runs"]}
     nopre, pre = runs["rope, no pretraining"], runs["rope, pretrained"]
     assert nopre["dev"] == {"correct": 2, "total": 85, "percent": 2.3529411764705883}
     assert nopre["finetune_s"] == 20.1 and nopre["parameters"] == 3323392
     assert nopre["device"] == "NVIDIA H100 80GB HBM3" and nopre["dtype"] == "bf16 autocast"
-    assert pre["status"] == "failed" and "demo_pretrain" in pre["errors"]
-    assert data["demo"]["baseline"]["place"] == "Paris"
+    assert pre["status"] == "failed" and "pretrain" in pre["errors"]
+    assert pre["missing"] == ["finetune_with_pretrain", "eval_with_pretrain"]
+    assert demo["baseline"]["place"] == "Paris"
     readme = (tmp_path / "out" / "README.md").read_text()
+    assert "### demo-rope" in readme
     assert "| rope, no pretraining | 2.4% (2/85) |" in readme
-    assert "failed (see demo_pretrain)" in readme
+    assert "failed (see pretrain)" in readme
     assert "## The assignment's runs" not in readme
     assert data["plots"] == [] and "no TensorBoard event files" in readme
+
+
+def test_every_demo_directory_is_reported(tmp_path):
+    """Two demos keep their own logs and rows, named by their directories, not by the variant."""
+    write_logs(tmp_path / "demo-rope" / "logs", DEMO_LOGS)
+    shared_qk = {step: text.replace("rope", "vanilla").replace("2 out of 85: 2.35", "7 out of 85: 8.23")
+                 for step, text in DEMO_LOGS.items() if step != "pretrain"}
+    write_logs(tmp_path / "demo-vanilla-shared_qk" / "logs", shared_qk)
+    (tmp_path / "demo-empty" / "logs").mkdir(parents=True)  # no logs: not a demo to report
+    data = report_of(tmp_path)
+    assert list(data["demo"]) == ["demo-rope", "demo-vanilla-shared_qk"]
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())["demo"]
+    assert list(on_disk) == ["demo-rope", "demo-vanilla-shared_qk"]
+    rope = {r["run"]: r for r in on_disk["demo-rope"]["runs"]}
+    shared = {r["run"]: r for r in on_disk["demo-vanilla-shared_qk"]["runs"]}
+    assert rope["rope, no pretraining"]["dev"]["correct"] == 2 and rope["rope, pretrained"]["status"] == "failed"
+    assert shared["vanilla, no pretraining"]["dev"]["correct"] == 7
+    assert shared["vanilla, pretrained"]["status"] == "not run" and not shared["vanilla, pretrained"]["errors"]
+
+    readme = (tmp_path / "out" / "README.md").read_text()
+    rope_at, shared_at = readme.index("### demo-rope\n"), readme.index("### demo-vanilla-shared_qk\n")
+    assert rope_at < readme.index("| rope, no pretraining | 2.4% (2/85) |") < shared_at
+    assert shared_at < readme.index("| vanilla, no pretraining | 8.2% (7/85) |")
+    assert readme.count("Most common place baseline on the dev set (always 'Paris')") == 2
+    assert "demo-empty" not in readme
+
+
+def test_demo_logs_of_older_run_sh(tmp_path):
+    """results/logs/demo_STEP.log, from before each demo had its own logs/, show as the demo 'demo'."""
+    write_logs(tmp_path / "logs", DEMO_LOGS, prefix="demo_")
+    data = report_of(tmp_path)
+    assert data["assignment"] is None and data["other_logs"] == [] and list(data["demo"]) == ["demo"]
+    runs = {r["run"]: r for r in data["demo"]["demo"]["runs"]}
+    assert runs["rope, no pretraining"]["dev"]["correct"] == 2 and "demo_pretrain" in runs["rope, pretrained"]["errors"]
+    assert data["demo"]["demo"]["baseline"]["place"] == "Paris"
+    assert "failed (see demo_pretrain)" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_nothing_to_report(tmp_path):
