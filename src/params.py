@@ -5,7 +5,7 @@ against the model on loading with one clear message for any mismatch.
 """
 import torch
 
-from model import EXPERIMENTS, GPTConfig
+from model import EXPERIMENTS, GPT, GPTConfig, config_for_variant
 from trainer import save_state_dict
 from utils import UserError, check_output_dir
 
@@ -42,14 +42,19 @@ def save_params(model, path, variant, itos):
         raise UserError(f"cannot write params file {path}: {e.strerror or e}") from None
 
 
-def load_params(model, path, variant, itos):
-    """Load a params file into model, refusing a file of another variant, size or vocabulary."""
+def read_state_dict(path):
+    """The state dict in a params file (on the CPU), or a UserError saying why it cannot be read."""
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"params file not found: {path}") from None
     except Exception as e:  # truncated or not a torch file at all
         raise UserError(f"cannot read params file {path}: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def load_params(model, path, variant, itos):
+    """Load a params file into model, refusing a file of another variant, size or vocabulary."""
+    state_dict = read_state_dict(path)
     if not isinstance(state_dict, dict):
         raise UserError(f"params file {path} does not hold a state dict")
     expected = describe_model(model, variant, itos)
@@ -91,3 +96,24 @@ def load_params(model, path, variant, itos):
                                       for k, v in state_dict.items() if ".query." in k):
         raise UserError(f"params file {path} has separate query and key projections, but shared_qk is on")
     model.load_state_dict(state_dict)
+
+
+def model_from_params(path, itos):
+    """(GPT, variant) built from the description save_params wrote into the file, dropout off, with the
+    file's weights loaded by load_params (so a vocabulary other than itos is refused)."""
+    state_dict = read_state_dict(path)
+    found = getattr(state_dict, "_metadata", {}).get(META_KEY)
+    if not found:
+        raise UserError(f"params file {path} has no model description (variant, sizes); this needs one "
+                        f"written by src/run.py pretrain or finetune")
+    switches = {name: found.get(name, getattr(GPTConfig, name)) for name in EXPERIMENTS}  # older files: all off
+    try:
+        config = config_for_variant(found["variant"], len(itos), found["block_size"],
+                                    bottleneck_dim=found["bottleneck_dim"], n_layer=found["n_layer"],
+                                    n_head=found["n_head"], n_embd=found["n_embd"],
+                                    embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **switches)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"params file {path} has a model description this code cannot build: {e}") from None
+    model = GPT(config)
+    load_params(model, path, found["variant"], itos)
+    return model, found["variant"]

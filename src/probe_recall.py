@@ -1,0 +1,166 @@
+"""
+Probe whether a params file knows the birth places, and from which contexts it recalls them:
+for the first --people people of the question files, greedily continue four prompt shapes
+and count a person as recalled when the continuation is their birth place.
+
+    python src/probe_recall.py vanilla.pretrain.params wiki.txt birth_dev.tsv [--people 200]
+
+The model is built from the description run.py saves in the params file; the vocabulary
+comes from the wiki corpus, as in run.py.
+"""
+import argparse
+import sys
+from collections import Counter, defaultdict
+
+import torch
+from tqdm import tqdm
+
+from dataset import build_vocab, parse_qa_lines, truncation_range
+from decoding import encode_question, greedy_batch, predict_places
+from params import model_from_params
+from utils import UserError, read_text, resolve_device
+
+QUESTION_START, QUESTION_END = "Where was ", " born?"
+
+
+def own_line_prompt(line, name, place, max_len):
+    """name's wiki line ("Name. ...") up to its first mention of place after the name, or None when
+    the place does not end within max_len characters (pretraining never shows text beyond them)."""
+    if not line.startswith(name + ". "):
+        return None
+    start = line.find(place, len(name) + 2)  # Florence Nightingale's name is no mention of Florence
+    if start < 0 or start + len(place) > max_len:
+        return None
+    return line[:start]
+
+
+def find_wiki_line(name, lines):
+    """The line that is name's biography ("Name. ..."), or None."""
+    return next((line for line in lines if line.startswith(name + ". ")), None)
+
+
+def continuations(model, prompts, n_chars, stoi, itos, device, batch_size=256, progress=False, desc=None):
+    """Greedy continuation of each prompt string, n_chars characters or as many as fit in the model's
+    context; prompts of equal length share a batch so that positions line up without padding."""
+    by_length = defaultdict(list)
+    for i, prompt in enumerate(prompts):
+        by_length[len(prompt)].append(i)
+    texts = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, mininterval=1, leave=False)
+    for length, indices in by_length.items():
+        steps = min(n_chars, model.max_len - length + 1)  # no more than fit, so that the KV cache applies
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            x = torch.tensor([[stoi[c] for c in prompts[i]] for i in chunk], dtype=torch.long, device=device)  # (B, T)
+            # mask_id -1 never comes out: a ⁇ must not stop the decoding of the others early
+            generated = greedy_batch(model, x, steps, mask_id=-1).tolist()  # (B, steps)
+            for i, row in zip(chunk, generated):
+                texts[i] = "".join(itos[j] for j in row)
+            bar.update(len(chunk))
+    bar.close()
+    return texts
+
+
+def says_place(continuation, place):
+    """The continuation starts with the place as a whole word ("Paris", not "Parisville")."""
+    return continuation.startswith(place) and not continuation[len(place):len(place) + 1].isalnum()
+
+
+def recall_counts(model, prompts, places, stoi, itos, device, progress=False, desc=None):
+    """(recalled, probed) over the prompts that are not None, all of whose characters the vocabulary
+    has, and that leave room for the place in the model's context."""
+    probed = [(prompt, place) for prompt, place in zip(prompts, places) if prompt is not None
+              and set(prompt) <= stoi.keys() and len(prompt) + len(place) + 1 <= model.max_len]
+    if not probed:
+        return 0, 0
+    n_chars = max(len(place) for _, place in probed) + 1  # one more, to see where the word ends
+    texts = continuations(model, [prompt for prompt, _ in probed], n_chars, stoi, itos, device,
+                          progress=progress, desc=desc)
+    return sum(says_place(text, place) for text, (_, place) in zip(texts, probed)), len(probed)
+
+
+def question_recall_counts(model, questions, places, stoi, itos, device, progress=False):
+    """(recalled, probed) answering `question ⁇` exactly as evaluation does: the answer up to ⁇ is the place."""
+    probed = [(q, place) for q, place in zip(questions, places)
+              if set(q) <= stoi.keys() and len(encode_question(q, stoi)[0]) + len(place) + 1 <= model.max_len]
+    if not probed:
+        return 0, 0
+    answers = predict_places(model, [q for q, _ in probed], stoi, itos, device, progress=progress)
+    return sum(answer == place for answer, (_, place) in zip(answers, probed)), len(probed)
+
+
+# (label, prompt of one person or None when there is none); the finetuning question, QUESTION_SHAPE,
+# is scored apart, as evaluation scores it
+PROMPT_SHAPES = [
+    ("own line", lambda name, place, line, max_len: line and own_line_prompt(line, name, place, max_len)),
+    ("name at line start", lambda name, place, line, max_len: f"{name}. {name} was born in "),
+    ("name after other words", lambda name, place, line, max_len: f"The painter {name} was born in "),
+]
+QUESTION_SHAPE = "finetuning question"
+
+
+def read_people(paths, n_people):
+    """[(question, name, place)] of the first n_people lines of the question files, in order."""
+    people = []
+    for path in paths:
+        for question, place in parse_qa_lines(read_text(path, "question file").split("\n"), path):
+            if not (question.startswith(QUESTION_START) and question.endswith(QUESTION_END)):
+                raise UserError(f"{path}: {question[:60]!r} is not of the form 'Where was NAME born?'")
+            people.append((question, question[len(QUESTION_START):-len(QUESTION_END)], place))
+    return people[:n_people]
+
+
+def probe(model, people, wiki_lines, stoi, itos, device, progress=False):
+    """{label: (recalled, probed)} for every prompt shape."""
+    model.eval()
+    questions, names, places = zip(*people)
+    lines = [find_wiki_line(name, wiki_lines) for name in names]
+    longest_document = truncation_range(model.block_size)[1]
+    counts = {}
+    for label, make_prompt in PROMPT_SHAPES:
+        prompts = [make_prompt(name, place, line, longest_document)
+                   for name, place, line in zip(names, places, lines)]
+        counts[label] = recall_counts(model, prompts, places, stoi, itos, device, progress, desc=label)
+    counts[QUESTION_SHAPE] = question_recall_counts(model, questions, places, stoi, itos, device, progress)
+    return counts
+
+
+def percent(recalled, probed):
+    return f"{100.0 * recalled / probed:5.1f}%" if probed else "    -"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    p.add_argument("params_path")
+    p.add_argument("wiki_path", help="the pretraining corpus; its characters are the vocabulary")
+    p.add_argument("qa_paths", nargs="+", metavar="qa_tsv", help="question<TAB>place files")
+    p.add_argument("--people", type=int, default=200, help="probe the first N people of the files (default 200)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
+    args = p.parse_args(argv)
+    if args.people < 1:
+        p.error(f"--people must be at least 1, got {args.people}")
+    corpus = read_text(args.wiki_path, "wiki corpus")
+    stoi, itos = build_vocab(corpus)
+    model, variant = model_from_params(args.params_path, itos)
+    people = read_people(args.qa_paths, args.people)
+    device = resolve_device(args.device)
+    model.to(device)
+    c = model.config
+    n_params = sum(q.numel() for q in model.parameters())
+    print(f"{args.params_path}: {variant}, {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
+          f"block size {c.block_size}, {n_params:,} parameters; {len(people)} people")
+    counts = probe(model, people, corpus.split("\n"), stoi, itos, device, progress=sys.stderr.isatty())
+    width = max(len(label) for label in counts)
+    print(f"{'prompt shape':<{width}}  {'recalled':>9}  {'rate':>6}")
+    for label, (recalled, probed) in counts.items():
+        print(f"{label:<{width}}  {f'{recalled}/{probed}':>9}  {percent(recalled, probed):>6}")
+    place, n = Counter(place for _, _, place in people).most_common(1)[0]
+    print(f"guessing the most common place ({place}): {percent(n, len(people)).strip()} of the {len(people)} people")
+    return counts
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"error: {e}")
