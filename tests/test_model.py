@@ -215,18 +215,23 @@ def test_block_is_pre_layernorm():
         torch.testing.assert_close(block(x), expected)
 
 
+def assert_logits_from_parts(model, idx):
+    """model(idx) logits == head(ln_f(blocks(tok_emb + pos_emb))), computed by hand."""
+    T = idx.size(1)
+    with torch.no_grad():
+        x = model.tok_emb.weight[idx] + model.pos_emb[0, :T]  # (B, T, C)
+        for block in model.blocks:
+            x = block(x)
+        expected = F.linear(F.layer_norm(x, (x.size(-1),), model.ln_f.weight, model.ln_f.bias), model.head.weight)
+        torch.testing.assert_close(model(idx)[0], expected)
+
+
 def test_vanilla_forward_composition():
     """logits = head(ln_f(blocks(tok_emb + pos_emb))) for the vanilla model."""
     model = tiny("vanilla").eval()
     with torch.no_grad():
         model.pos_emb.normal_()
-    idx = random_ids(2, 9, seed=1)
-    with torch.no_grad():
-        x = model.tok_emb.weight[idx] + model.pos_emb[0, :9]
-        for block in model.blocks:
-            x = block(x)
-        expected = F.linear(F.layer_norm(x, (16,), model.ln_f.weight, model.ln_f.bias), model.head.weight)
-        torch.testing.assert_close(model(idx)[0], expected)
+    assert_logits_from_parts(model, random_ids(2, 9, seed=1))
 
 
 # ----------------------------------------------------------------------------- shapes and loss
@@ -411,13 +416,7 @@ def test_sinusoidal_position_embedding_is_the_transformer_formula(n_embd, n_head
 
 def test_sinusoidal_forward_adds_the_fixed_table():
     model = tiny("vanilla", position_embedding="sinusoidal").eval()
-    idx = random_ids(2, 9, seed=30)
-    with torch.no_grad():
-        x = model.tok_emb.weight[idx] + model.pos_emb[0, :9]
-        for block in model.blocks:
-            x = block(x)
-        expected = F.linear(F.layer_norm(x, (16,), model.ln_f.weight, model.ln_f.bias), model.head.weight)
-        torch.testing.assert_close(model(idx)[0], expected)
+    assert_logits_from_parts(model, random_ids(2, 9, seed=30))
 
 
 @pytest.mark.parametrize("variant,switch", [("vanilla", dict(position_embedding="sinusoidal")),
