@@ -168,6 +168,8 @@ demo() {
     run "$O/logs/eval_with_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/finetune.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/pretrain.dev.predictions"
+    # did pretraining store the dev people's birth places at all? (see README, Results)
+    run "$O/logs/probe_recall.log" "$PY" src/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv"
   }
   local seconds=$((SECONDS - started))
   accuracy() { grep -o 'Correct: .*' "$O/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
@@ -176,6 +178,8 @@ demo() {
   printf "  %-34s %s\n" "most common place baseline" "$(accuracy baseline)"
   printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy eval_without_pretrain)"
   printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy eval_with_pretrain)"
+  printf "  %-34s %s\n" "pretrained, recalled from own line" \
+    "$(sed -n 's/^own line *\([0-9]*\)\/\([0-9]*\) .*/\1 out of \2/p' "$O/logs/probe_recall.log")"
 }
 
 # ---------------------------------------------------------------- dispatch
