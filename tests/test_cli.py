@@ -262,7 +262,7 @@ def test_odd_questions_warn_and_still_get_a_prediction(odd_runs):
 # SIGINT (argv[2] says that training started, argv[3] that the signal was sent): Ctrl-C pressed
 # at a known point of training.
 PAUSE_AFTER_FIRST_STEP = r"""
-import os, runpy, sys, time
+import os, runpy, signal, sys, time
 root, started, sent = sys.argv[1:4]
 sys.path.insert(0, os.path.join(root, "src"))
 import trainer
@@ -273,6 +273,10 @@ def log_and_pause(self, *args):
         open(started, "w").close()
         deadline = time.time() + 120  # never outlive a test that failed
         while not os.path.exists(sent) and time.time() < deadline:
+            time.sleep(0.01)
+        # the kernel may hand SIGINT to another thread, which can run late on a busy machine; wait
+        # until the trainer's handler has run (it puts the default handler back)
+        while signal.getsignal(signal.SIGINT) is not signal.default_int_handler and time.time() < deadline:
             time.sleep(0.01)
 trainer.Trainer.log = log_and_pause
 sys.argv = [os.path.join(root, "src", "run.py"), *sys.argv[4:]]
