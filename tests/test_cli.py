@@ -264,6 +264,9 @@ def test_odd_questions_warn_and_still_get_a_prediction(odd_runs):
 PAUSE_AFTER_FIRST_STEP = r"""
 import os, runpy, signal, sys, time
 root, started, sent = sys.argv[1:4]
+# a shell starts background jobs (`./run.sh test &`) with SIGINT ignored, and Python keeps it so;
+# Ctrl-C reaches a foreground run, whose Python turns it into KeyboardInterrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, os.path.join(root, "src"))
 import trainer
 log = trainer.Trainer.log
@@ -273,10 +276,6 @@ def log_and_pause(self, *args):
         open(started, "w").close()
         deadline = time.time() + 120  # never outlive a test that failed
         while not os.path.exists(sent) and time.time() < deadline:
-            time.sleep(0.01)
-        # the kernel may hand SIGINT to another thread, which can run late on a busy machine; wait
-        # until the trainer's handler has run (it puts the default handler back)
-        while signal.getsignal(signal.SIGINT) is not signal.default_int_handler and time.time() < deadline:
             time.sleep(0.01)
 trainer.Trainer.log = log_and_pause
 sys.argv = [os.path.join(root, "src", "run.py"), *sys.argv[4:]]
