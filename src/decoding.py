@@ -71,16 +71,24 @@ def predict_places(model, questions, stoi, itos, device, batched=True, batch_siz
             bar.update(1)
         bar.close()
         return answers
+    generated = greedy_by_length(model, encoded, MAX_ANSWER_CHARS, mask_id, device, batch_size, bar)
+    bar.close()
+    return [answer_from_ids(row, itos) for row in generated]
+
+
+def greedy_by_length(model, encoded, steps, mask_id, device, batch_size=256, bar=None):
+    """Generated ids (lists, <= steps each) for every prompt in encoded (lists of ids): prompts of
+    equal length share a batch, so that positions line up without padding."""
     by_length = defaultdict(list)
     for i, ids in enumerate(encoded):
         by_length[len(ids)].append(i)
+    generated = [None] * len(encoded)
     for indices in by_length.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            prompts = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
-            generated = greedy_batch(model, prompts, MAX_ANSWER_CHARS, mask_id).tolist()
-            for i, row in zip(chunk, generated):
-                answers[i] = answer_from_ids(row, itos)
-            bar.update(len(chunk))
-    bar.close()
-    return answers
+            prompts = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)  # (B, T)
+            for i, row in zip(chunk, greedy_batch(model, prompts, steps, mask_id).tolist()):
+                generated[i] = row
+            if bar is not None:
+                bar.update(len(chunk))
+    return generated

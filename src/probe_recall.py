@@ -10,13 +10,12 @@ comes from the wiki corpus, as in run.py.
 """
 import argparse
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 
-import torch
 from tqdm import tqdm
 
 from dataset import build_vocab, parse_qa_lines, truncation_range
-from decoding import encode_question, greedy_batch, predict_places
+from decoding import encode_question, greedy_by_length, predict_places
 from params import model_from_params
 from utils import UserError, read_text, resolve_device
 
@@ -39,26 +38,14 @@ def find_wiki_line(name, lines):
     return next((line for line in lines if line.startswith(name + ". ")), None)
 
 
-def continuations(model, prompts, n_chars, stoi, itos, device, batch_size=256, progress=False, desc=None):
-    """Greedy continuation of each prompt string, n_chars characters or as many as fit in the model's
-    context; prompts of equal length share a batch so that positions line up without padding."""
-    by_length = defaultdict(list)
-    for i, prompt in enumerate(prompts):
-        by_length[len(prompt)].append(i)
-    texts = [None] * len(prompts)
+def continuations(model, prompts, n_chars, stoi, itos, device, progress=False, desc=None):
+    """Greedy continuation of each prompt string, n_chars characters."""
+    encoded = [[stoi[c] for c in prompt] for prompt in prompts]
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, mininterval=1, leave=False)
-    for length, indices in by_length.items():
-        steps = min(n_chars, model.max_len - length + 1)  # no more than fit, so that the KV cache applies
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            x = torch.tensor([[stoi[c] for c in prompts[i]] for i in chunk], dtype=torch.long, device=device)  # (B, T)
-            # mask_id -1 never comes out: a ⁇ must not stop the decoding of the others early
-            generated = greedy_batch(model, x, steps, mask_id=-1).tolist()  # (B, steps)
-            for i, row in zip(chunk, generated):
-                texts[i] = "".join(itos[j] for j in row)
-            bar.update(len(chunk))
+    # mask_id -1 never comes out: a ⁇ must not stop the decoding of the others early
+    generated = greedy_by_length(model, encoded, n_chars, -1, device, bar=bar)
     bar.close()
-    return texts
+    return ["".join(itos[j] for j in row) for row in generated]
 
 
 def says_place(continuation, place):
