@@ -54,7 +54,11 @@ def read_state_dict(path):
 
 def load_params(model, path, variant, itos):
     """Load a params file into model, refusing a file of another variant, size or vocabulary."""
-    state_dict = read_state_dict(path)
+    load_checked(model, read_state_dict(path), path, variant, itos)
+
+
+def load_checked(model, state_dict, path, variant, itos):
+    """Load state_dict, read from the params file at path, into model after every check of load_params."""
     if not isinstance(state_dict, dict):
         raise UserError(f"params file {path} does not hold a state dict")
     expected = describe_model(model, variant, itos)
@@ -100,7 +104,7 @@ def load_params(model, path, variant, itos):
 
 def model_from_params(path, itos):
     """(GPT, variant) built from the description save_params wrote into the file, dropout off, with the
-    file's weights loaded by load_params (so a vocabulary other than itos is refused)."""
+    file's weights loaded with load_params' checks (so a vocabulary other than itos is refused)."""
     state_dict = read_state_dict(path)
     found = getattr(state_dict, "_metadata", {}).get(META_KEY)
     if not found:
@@ -115,5 +119,5 @@ def model_from_params(path, itos):
     except (KeyError, ValueError) as e:
         raise UserError(f"params file {path} has a model description this code cannot build: {e}") from None
     model = GPT(config)
-    load_params(model, path, found["variant"], itos)
+    load_checked(model, state_dict, path, found["variant"], itos)
     return model, found["variant"]
