@@ -73,17 +73,20 @@ def diverge_rngs():
     torch.manual_seed(seed)  # seeds the CUDA generators too
 
 
-def destroy(wait_for_all=False):
-    """Leave the process group. wait_for_all (on a clean finish, the last thing a run does): wait
-    until every rank is done, then end the process at once. Tearing gloo down (in
-    destroy_process_group or at interpreter exit) can still abort a rank with "terminate called
-    without an active exception" now and then on a busy CPU; by this point every file is written,
-    so skipping the teardown loses nothing."""
+def destroy():
+    """Leave the process group (after an error: the ranks may not all get here)."""
+    if active():
+        dist.destroy_process_group()
+
+
+def exit_when_all_done():
+    """On a clean finish under torchrun, the last thing a run does: wait until every rank is done,
+    then end the process at once. Tearing gloo down (in destroy_process_group or at interpreter
+    exit) can still abort a rank with "terminate called without an active exception" now and then
+    on a busy CPU; by this point every file is written, so skipping the teardown loses nothing."""
     if not active():
         return
-    if wait_for_all:
-        dist.barrier()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    dist.destroy_process_group()
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -264,12 +264,12 @@ def main(argv=None):
     model = build_model(args, setup, pretrain_dataset.vocab_size)
     {"pretrain": pretrain, "finetune": finetune, "evaluate": evaluate}[args.function](
         args, setup, pretrain_dataset, model)
-    distributed.destroy(wait_for_all=True)
 
 
 if __name__ == "__main__":
     try:
         main()
+        distributed.exit_when_all_done()
     except UserError as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt as e:  # Ctrl-C: one line, and the shell's exit status for SIGINT
