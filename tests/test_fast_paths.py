@@ -1,6 +1,7 @@
 """Fast training paths against the plain ones (issue 5, items 2 and 6): on the same batch, the
-fused-attention model gives the plain model's loss and gradients (and bf16 autocast on CUDA a
-loss close to fp32); --compile falls back to the eager model where compiling fails and saves the
+fused-attention model gives the plain model's loss and gradients, and bf16 autocast a loss close
+to fp32 (on the CPU too, so CI runs the autocast path that CUDA takes); the Trainer with fused AdamW
+and bf16 autocast keeps fp32 weights that follow the plain Trainer's; --compile falls back to the eager model where compiling fails and saves the
 uncompiled model's state dict; a run fed by CorruptionBatches resumes its random stream."""
 import pytest
 import torch
@@ -12,6 +13,7 @@ from model import GPT, VARIANTS, config_for_variant
 from trainer import Trainer, TrainerConfig
 from utils import set_seed
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DOCS = "\n".join(f"document {i}: " + "the quick brown fox jumps over the lazy dog"[i:] for i in range(10))
 
 
@@ -50,17 +52,52 @@ def test_fast_and_plain_training_steps_agree(variant):
         torch.testing.assert_close(fast_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast is the CUDA fast path")
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_bf16_autocast_loss_is_close_to_fp32(variant):
+def test_bf16_autocast_loss_is_close_to_fp32(variant, device):
     ds = CharCorruptionDataset(DOCS, 32)
-    x, y = next(iter(CorruptionBatches(ds, 8, device="cuda", seed=0)))
-    plain = tiny(variant, ds.vocab_size, fused=False).cuda()
-    fast = tiny(variant, ds.vocab_size, fused=True, seed=1).cuda()
+    x, y = next(iter(CorruptionBatches(ds, 8, device=device, seed=0)))
+    plain = tiny(variant, ds.vocab_size, fused=False).to(device)
+    fast = tiny(variant, ds.vocab_size, fused=True, seed=1).to(device)
     fast.load_state_dict(plain.state_dict())
-    plain_loss, _ = loss_and_grads(plain, x, y)
-    fast_loss, _ = loss_and_grads(fast, x, y, amp_dtype=torch.bfloat16)
+    plain_loss, plain_grads = loss_and_grads(plain, x, y)
+    fast_loss, fast_grads = loss_and_grads(fast, x, y, amp_dtype=torch.bfloat16)
     assert fast_loss == pytest.approx(plain_loss, rel=2e-2)
+    for name, grad in fast_grads.items():  # autocast computes in bf16 but leaves fp32 gradients
+        assert grad.dtype == torch.float32, name
+        assert torch.isfinite(grad).all(), name
+    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in fast_grads.values()]),
+                                                   torch.cat([g.flatten() for g in plain_grads.values()]), dim=0)
+    assert cosine > 0.99
+
+
+def trained_weights(device, fused_adamw, amp_dtype, steps=6):
+    """A tiny vanilla GPT after `steps` Trainer steps on a fixed stream of batches."""
+    ds = CharCorruptionDataset(DOCS, 32)
+    batches = list(CorruptionBatches(ds, 4, device=device, seed=0))  # 3 batches, the same for every run
+    model = tiny("vanilla", ds.vocab_size, fused=True).to(device)
+    cfg = TrainerConfig(max_epochs=steps // len(batches), batch_size=4, learning_rate=3e-3, device=device,
+                        fused_adamw=fused_adamw, amp_dtype=amp_dtype, train_loader=batches)
+    Trainer(model, ds, None, cfg).train()
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_adamw_and_bf16_autocast_train_like_the_plain_trainer(device):
+    """The CUDA fast path's optimizer and dtype settings, through the Trainer: fused AdamW takes the
+    steps the plain AdamW takes (up to rounding); under bf16 autocast the weights stay fp32 and end
+    close to fp32 training's, and far from where they started."""
+    set_seed(0)
+    start = tiny("vanilla", CharCorruptionDataset(DOCS, 32).vocab_size, fused=True).state_dict()
+    plain = trained_weights(device, fused_adamw=False, amp_dtype=None)
+    fused = trained_weights(device, fused_adamw=True, amp_dtype=None)
+    autocast = trained_weights(device, fused_adamw=True, amp_dtype=torch.bfloat16)
+    for name, weight in plain.items():
+        torch.testing.assert_close(fused[name], weight, atol=1e-5, rtol=1e-4, msg=name)
+        assert autocast[name].dtype == torch.float32, name
+    moved = sum((plain[k].cpu() - start[k]).norm() for k in plain)
+    apart = sum((autocast[k] - plain[k]).norm() for k in plain)
+    assert apart < 0.1 * moved
 
 
 # ----------------------------------------------------------------------------- torch.compile
