@@ -42,7 +42,7 @@ from corruption import CorruptionBatches
 from dataset import CharCorruptionDataset
 from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
-from params import META_KEY, load_params
+from params import load_checked, model_description, read_state_dict
 from trainer import TrainerConfig, make_optimizer
 from utils import UserError, read_lines, read_text, resolve_device, set_seed
 
@@ -224,19 +224,11 @@ def bench_train(args, device, fast, corpus):
 
 # eval -----------------------------------------------------------------------------------------
 
-def params_description(path):
-    """What a params file says about the model that wrote it (None for files of other origin)."""
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"params file not found: {path}") from None
-    return getattr(state_dict, "_metadata", {}).get(META_KEY)
-
-
 def bench_eval(args, device, fast, corpus, dev_path):
-    itos = None
+    itos = state_dict = None
     if args.params:
-        found = params_description(args.params)
+        state_dict = read_state_dict(args.params)
+        found = model_description(state_dict)
         if found:  # the model's own sizes and vocabulary
             args.variant = found["variant"]
             for key in ("n_layer", "n_head", "n_embd", "block_size"):
@@ -250,7 +242,7 @@ def bench_eval(args, device, fast, corpus, dev_path):
     stoi = {c: i for i, c in enumerate(itos)}
     model = GPT(model_config(args, len(itos), fast)).to(device)
     if args.params:
-        load_params(model, args.params, args.variant, itos)
+        load_checked(model, state_dict, args.params, args.variant, itos)
     model.eval()
     rows = [line.split("\t") for line in read_lines(dev_path, "dev file")][:args.questions]
     questions = [row[0] for row in rows]

@@ -52,6 +52,11 @@ def read_state_dict(path):
         raise UserError(f"cannot read params file {path}: {type(e).__name__}: {str(e)[:200]}") from None
 
 
+def model_description(state_dict):
+    """What save_params recorded about the model in a state dict (None for files of other origin)."""
+    return getattr(state_dict, "_metadata", {}).get(META_KEY)
+
+
 def load_params(model, path, variant, itos):
     """Load a params file into model, refusing a file of another variant, size or vocabulary."""
     load_checked(model, read_state_dict(path), path, variant, itos)
@@ -62,7 +67,7 @@ def load_checked(model, state_dict, path, variant, itos):
     if not isinstance(state_dict, dict):
         raise UserError(f"params file {path} does not hold a state dict")
     expected = describe_model(model, variant, itos)
-    found = getattr(state_dict, "_metadata", {}).get(META_KEY)
+    found = model_description(state_dict)
     file_variant, file_bottleneck = infer_variant(state_dict)
     if file_variant != variant:
         raise UserError(f"params file {path} holds a {file_variant} model, but the variant in use is {variant}")
@@ -106,7 +111,7 @@ def model_from_params(path, itos):
     """(GPT, variant) built from the description save_params wrote into the file, dropout off, with the
     file's weights loaded with load_params' checks (so a vocabulary other than itos is refused)."""
     state_dict = read_state_dict(path)
-    found = getattr(state_dict, "_metadata", {}).get(META_KEY)
+    found = model_description(state_dict)
     if not found:
         raise UserError(f"params file {path} has no model description (variant, sizes); this needs one "
                         f"written by src/run.py pretrain or finetune")

@@ -1,8 +1,9 @@
 """Fast training paths against the plain ones (issue 5, items 2 and 6): on the same batch, the
 fused-attention model gives the plain model's loss and gradients, and bf16 autocast a loss close
-to fp32 (on the CPU too, so CI runs the autocast path that CUDA takes); the Trainer with fused AdamW
-and bf16 autocast keeps fp32 weights that follow the plain Trainer's; --compile falls back to the eager model where compiling fails and saves the
-uncompiled model's state dict; a run fed by CorruptionBatches resumes its random stream."""
+to fp32 (on the CPU too, so CI runs the autocast path that CUDA takes); the Trainer with fused
+AdamW and bf16 autocast keeps fp32 weights that follow the plain Trainer's; --compile falls back
+to the eager model where compiling fails and saves the uncompiled model's state dict; a run fed
+by CorruptionBatches resumes its random stream."""
 import pytest
 import torch
 import torch.nn as nn
