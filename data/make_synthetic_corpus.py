@@ -15,15 +15,21 @@ answers), for made-up people:
   most common place covers about 7% of people (London is 4.6% in the real
   data);
 - train/dev/test are disjoint and split about 68/17/15, like 2000/500/437;
-- only printable ASCII and '\n'; the same (n_people, seed) always gives the
-  same bytes.
+- only printable ASCII and '\n'; the same (n_people, seed, bios_per_person)
+  always gives the same bytes;
+- with --bios_per_person K > 1 every person also gets K - 1 retold lines, in
+  which the full name follows other words ("Records show that NAME was born in
+  PLACE ."): the knowledge augmentation that lets QA finetuning read a memorised
+  fact out for people it never saw (see RETOLD).
 
 Standard library only. Usage:
 
-    python data/make_synthetic_corpus.py [--out DIR] [--people N] [--seed S]
+    python data/make_synthetic_corpus.py [--out DIR] [--people N] [--seed S] [--bios_per_person K]
 """
 
 import argparse
+import hashlib
+import json
 import os
 import random
 
@@ -152,6 +158,24 @@ TEMPLATES = [
 UNCERTAIN_BIRTH_YEAR = "{name} ({by}? - {dy}) was {a} {job} born in {P}"
 TEMPLATES.append(UNCERTAIN_BIRTH_YEAR)
 
+# Retellings for the extra biographies of --bios_per_person: no "Name. " title, and the
+# full name always follows other words, as it does in the question "Where was NAME born?".
+# A fact seen only after a line-initial name is memorised but cannot be read out from the
+# question (Allen-Zhu & Li 2023, arXiv 2309.14316, "knowledge augmentation"); the birth place
+# comes early, so that truncation to 4..112 characters still shows it most of the time.
+RETOLD = [
+    "Records show that {name} was born in {P}",
+    "In {by}, {name} was born in {P}",
+    "The {job} {name} was born in {P} in {by}",
+    "According to {his} family, {name} was born in {P}",
+    "It is known that {name} was born in {P} on {born}",
+    "Long before {he} moved to {D}, {name} was born in {P}",
+    "Historians agree that {name} was born in {P} in {by}",
+    "As a child, {name}, who was born in {P}, lived in {D}",
+    "{title} {job} {name} was born in {P} on {born}",
+    "Friends of {name} say that {he} was born in {P}",
+]
+
 # optional clauses appended to make lines longer; {X} is another place
 EXTRAS = [
     ", and later worked in {X}",
@@ -259,8 +283,9 @@ def with_region(rng, place):
     return place
 
 
-def wiki_line(rng, person, place, template=None):
-    """One biography line: 'Full Name. <sentence> .'"""
+def wiki_line(rng, person, place, template=None, titled=True):
+    """One biography line: 'Full Name. <sentence> .', or with titled=False a sentence from
+    RETOLD in which the full name follows other words: '<sentence> .'"""
     first, middle, last, female = person
     name = " ".join(w for w in (first, middle, last) if w)
     by = rng.randint(1800, 1960)
@@ -275,10 +300,11 @@ def wiki_line(rng, person, place, template=None):
         his="her" if female else "his", P=with_region(rng, place), D=d, E=e,
         title=rng.choice(["The", "Noted", "Celebrated", "Prolific"]),
     )
-    prefix = f"{name}. "
-    body = (template or rng.choice(TEMPLATES)).format(**fields)
+    prefix = f"{name}. " if titled else ""
+    templates = TEMPLATES if titled else RETOLD
+    body = (template or rng.choice(templates)).format(**fields)
     while len(prefix + body) + 2 > MAX_LEN:  # rare: long name and places
-        body = rng.choice(TEMPLATES[:4]).format(**fields)
+        body = rng.choice(templates[:4]).format(**fields)
     target = min(MAX_LEN, int(rng.triangular(MIN_LEN, MAX_LEN, 110)))
     used = {place, d, e}
     for extra in rng.sample(EXTRAS, len(EXTRAS)):
@@ -307,15 +333,21 @@ def split_sizes(n):
     return n_train, n_dev, n - n_train - n_dev
 
 
-def make_corpus(out_dir, n_people=1000, seed=0):
-    """Write the five files into out_dir; return {name: path}."""
+def make_corpus(out_dir, n_people=1000, seed=0, bios_per_person=1):
+    """Write the five files and MANIFEST into out_dir; return {name: path} of the five.
+    Each person gets one titled wiki line and bios_per_person - 1 retold ones (RETOLD)."""
     if n_people < 20:
         raise ValueError(f"n_people must be at least 20, got {n_people}")
+    if bios_per_person < 1:
+        raise ValueError(f"bios_per_person must be at least 1, got {bios_per_person}")
     rng = random.Random(seed)
     people = make_names(rng, n_people)
     places = birth_places(rng, n_people)
     lines = [wiki_line(rng, p, b, UNCERTAIN_BIRTH_YEAR if i == 0 else None)
              for i, (p, b) in enumerate(zip(people, places))]
+    # drawn after the titled lines, so that bios_per_person=1 gives the same bytes as ever
+    lines += [wiki_line(rng, p, b, titled=False)
+              for _ in range(bios_per_person - 1) for p, b in zip(people, places)]
     names = [" ".join(w for w in p[:3] if w) for p in people]
     qa = [(f"Where was {n} born?", b) for n, b in zip(names, places)]
 
@@ -338,7 +370,38 @@ def make_corpus(out_dir, n_people=1000, seed=0):
     write_lines(paths["dev"], [f"{q}\t{a}" for q, a in dev])
     write_lines(paths["test_inputs"], [q for q, _ in test])
     write_lines(paths["test"], [f"{q}\t{a}" for q, a in test])
+    write_manifest(out_dir, options(n_people, seed, bios_per_person))
     return paths
+
+
+# -----------------------------------------------------------------------------
+# which generator and options made a folder, so that a stale corpus is noticed
+
+MANIFEST = "corpus.json"
+
+
+def options(n_people, seed, bios_per_person):
+    """What decides a corpus's bytes: the options and this file's source (its version)."""
+    with open(__file__, "rb") as f:
+        version = hashlib.sha256(f.read()).hexdigest()[:16]
+    return {"generator": version, "people": n_people, "seed": seed, "bios_per_person": bios_per_person}
+
+
+def write_manifest(out_dir, opts):
+    with open(os.path.join(out_dir, MANIFEST), "w", encoding="ascii", newline="\n") as f:
+        f.write(json.dumps(opts, sort_keys=True) + "\n")
+
+
+def is_current(out_dir, n_people, seed, bios_per_person):
+    """True when out_dir holds all five files, made by this generator with these options."""
+    try:
+        with open(os.path.join(out_dir, MANIFEST), encoding="ascii") as f:
+            made_with = json.load(f)
+    except (OSError, ValueError):
+        return False
+    files = ("wiki.txt", "birth_places_train.tsv", "birth_dev.tsv", "birth_test_inputs.tsv", "birth_test.tsv")
+    return made_with == options(n_people, seed, bios_per_person) and \
+        all(os.path.isfile(os.path.join(out_dir, name)) for name in files)
 
 
 def main(argv=None):
@@ -348,16 +411,28 @@ def main(argv=None):
     parser.add_argument("--people", type=int, default=1000,
                         help="number of people (default: 1000, at least 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--bios_per_person", type=int, default=1,
+                        help="wiki lines per person: one titled line, the others retold with the name "
+                             "after other words (default: 1, the assignment's shape)")
+    parser.add_argument("--keep_if_current", action="store_true",
+                        help=f"write nothing when --out already holds this corpus ({MANIFEST} says which "
+                             "generator version and options made it); regenerate it otherwise")
     args = parser.parse_args(argv)
     if args.people < 20:
         parser.error(f"--people must be at least 20, got {args.people}")
+    if args.bios_per_person < 1:
+        parser.error(f"--bios_per_person must be at least 1, got {args.bios_per_person}")
     if args.people > max_people():
         parser.error(f"--people can be at most {max_people()} "
                      "(the name pools run out of unique names)")
-    paths = make_corpus(args.out, args.people, args.seed)
+    what = f"{args.people} people x {args.bios_per_person} wiki lines (seed {args.seed})"
+    if args.keep_if_current and is_current(args.out, args.people, args.seed, args.bios_per_person):
+        print(f"{args.out} already holds the synthetic corpus of {what}")
+        return None
+    paths = make_corpus(args.out, args.people, args.seed, args.bios_per_person)
     n_train, n_dev, n_test = split_sizes(args.people)
-    print(f"wrote {args.people} wiki lines and {n_train}/{n_dev}/{n_test} "
-          f"train/dev/test questions (seed {args.seed}) to {args.out}")
+    print(f"wrote {args.people * args.bios_per_person} wiki lines ({what}) and {n_train}/{n_dev}/{n_test} "
+          f"train/dev/test questions to {args.out}")
     return paths
 
 

@@ -3,6 +3,7 @@
 import collections
 import filecmp
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -57,10 +58,17 @@ def by_name(wiki):
     return out
 
 
+@pytest.fixture(scope="module", params=[1, 3], ids=["bios1", "bios3"])
+def bios(request):
+    """Wiki lines per person: every property of the corpus holds for the assignment's shape and
+    for the knowledge-augmented one."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, bios):
     out = tmp_path_factory.mktemp("syn")
-    paths = gen.make_corpus(str(out), n_people=1000, seed=0)
+    paths = gen.make_corpus(str(out), n_people=1000, seed=0, bios_per_person=bios)
     wiki = lines(paths["wiki"])
     splits = {k: qa_pairs(paths[k]) for k in ("train", "dev", "test")}
     return paths, wiki, splits
@@ -74,10 +82,10 @@ def test_paths(corpus):
                      "birth_test_inputs.tsv", "birth_test.tsv"}
 
 
-def test_deterministic(corpus, tmp_path):
+def test_deterministic(corpus, bios, tmp_path):
     paths, _, _ = corpus
-    again = gen.make_corpus(str(tmp_path / "a"), n_people=1000, seed=0)
-    other = gen.make_corpus(str(tmp_path / "b"), n_people=1000, seed=1)
+    again = gen.make_corpus(str(tmp_path / "a"), n_people=1000, seed=0, bios_per_person=bios)
+    other = gen.make_corpus(str(tmp_path / "b"), n_people=1000, seed=1, bios_per_person=bios)
     for k in NAMES:
         assert filecmp.cmp(paths[k], again[k], shallow=False)
         assert read(paths[k]) != read(other[k])
@@ -107,9 +115,9 @@ def test_ascii_only(corpus):
         assert all(c == "\n" or c == "\t" or " " <= c <= "~" for c in text)
 
 
-def test_sizes_and_splits(corpus):
+def test_sizes_and_splits(corpus, bios):
     _, wiki, splits = corpus
-    assert len(wiki) == 1000
+    assert len(wiki) == 1000 * bios
     sizes = [len(splits[k]) for k in ("train", "dev", "test")]
     assert sum(sizes) == 1000
     assert 650 <= sizes[0] <= 710 and 150 <= sizes[1] <= 190 and 130 <= sizes[2] <= 170
@@ -119,14 +127,47 @@ def test_sizes_and_splits(corpus):
         assert not {q for q, _ in splits[a]} & {q for q, _ in splits[b]}
 
 
-def test_names_unique_and_in_wiki(corpus):
+def test_names_unique_and_in_wiki(corpus, bios):
     _, wiki, splits = corpus
     names = [who(q) for k in splits for q, _ in splits[k]]
-    assert len(set(names)) == len(names) == len(wiki)
+    assert len(set(names)) == len(names) == len(wiki) // bios
     index = by_name(wiki)
-    # every asked-about person has a line, and no two share one
+    # every asked-about person has a titled line, and no two share one
     assert all(n in index for n in names)
-    assert len({index[n] for n in names}) == len(wiki)
+    assert len({index[n] for n in names}) == len(names)
+
+
+def test_retold_lines_put_other_words_before_the_full_name(corpus, bios):
+    """Besides the titled line, each person has bios-1 lines in which the full name follows
+    other words and is followed by the birth place (the shape of the question)."""
+    _, wiki, splits = corpus
+    index = by_name(wiki)
+    titled = set(index[who(q)] for k in splits for q, _ in splits[k])
+    retold = [line for line in wiki if line not in titled]
+    assert len(retold) == len(wiki) - len(titled) == (bios - 1) * len(titled)
+    place_of = {who(q): place for k in splits for q, place in splits[k]}
+    mentions = collections.Counter()
+    early = 0
+    for line in retold:
+        # the full name of the person the line is about: the one followed by their birth place
+        about = [n for n, place in place_of.items() if f" {n}" in line and place in line[line.find(n):]]
+        assert about, line
+        name = max(about, key=len)  # "John Smith" is part of "John A. Smith"; the longer is meant
+        start = line.find(" " + name) + 1
+        assert start > 0 and line[:start].strip() and not line.startswith(name + ". ")
+        mentions[name] += 1
+        early += line.find(place_of[name], start) + len(place_of[name]) <= 90
+    assert all(count == bios - 1 for count in mentions.values()) and len(mentions) == len(titled) * (bios > 1)
+    assert not retold or early / len(retold) >= 0.9
+
+
+def test_more_bios_only_add_lines(corpus, bios, tmp_path):
+    """bios_per_person=K keeps the titled lines and the question files of K=1, byte for byte."""
+    paths, wiki, _ = corpus
+    one = gen.make_corpus(str(tmp_path), n_people=1000, seed=0, bios_per_person=1)
+    assert set(lines(one["wiki"])) <= set(wiki)
+    for k in ("train", "dev", "test_inputs", "test"):
+        assert filecmp.cmp(paths[k], one[k], shallow=False)
 
 
 def test_birth_place_in_line(corpus):
@@ -203,6 +244,37 @@ def test_cli(tmp_path):
     r = subprocess.run([sys.executable, script, "--out", str(out), "--people", "19"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "at least 20" in r.stderr
+    r = subprocess.run([sys.executable, script, "--out", str(out), "--bios_per_person", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "at least 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_keep_if_current_regenerates_only_a_stale_corpus(tmp_path):
+    """The demo asks for a corpus with --keep_if_current: the same generator and options write
+    nothing; other options, another generator version or a missing file regenerate it."""
+    script = os.path.join(DATA, "make_synthetic_corpus.py")
+    out = tmp_path / "c"
+
+    def make(*options):
+        r = subprocess.run([sys.executable, script, "--out", str(out), "--people", "30", "--keep_if_current",
+                            *options], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert make().startswith("wrote 30 wiki lines")
+    stamp = os.stat(out / "wiki.txt").st_mtime_ns
+    assert "already holds" in make()
+    assert os.stat(out / "wiki.txt").st_mtime_ns == stamp
+    assert make("--bios_per_person", "2").startswith("wrote 60 wiki lines")
+    assert len(lines(out / "wiki.txt")) == 60
+    assert "already holds" in make("--bios_per_person", "2")
+    manifest = json.loads((out / gen.MANIFEST).read_text())
+    (out / gen.MANIFEST).write_text(json.dumps(dict(manifest, generator="an older one")))
+    assert make("--bios_per_person", "2").startswith("wrote")
+    os.remove(out / "birth_dev.tsv")
+    assert make("--bios_per_person", "2").startswith("wrote") and (out / "birth_dev.tsv").is_file()
+    (out / gen.MANIFEST).write_text("not json")
+    assert make("--bios_per_person", "2").startswith("wrote")
 
 
 # -----------------------------------------------------------------------------
