@@ -5,6 +5,9 @@
 #   ./run.sh demo [VARIANT] [OPT]  synthetic corpus, small model, the whole experiment in minutes on a CPU;
 #                                  OPT go to every src/run.py, e.g. the CS224N §2.2 experiments --shared_qk,
 #                                  --mask_after_softmax, --position_embedding sinusoidal (-> demo-vanilla-shared_qk/)
+#                                  DEMO_SEED=N seeds corpus and training (-> demo-vanilla-seedN/)
+#   ./run.sh demo-augmentation [V] the demo at 1 and at 3 wiki lines per person, same number of examples:
+#                                  results/demo-augmentation/augmentation.{md,json,png}
 #   ./run.sh test                  the pytest suite
 #   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
 #   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
@@ -130,7 +133,7 @@ all() {
 }
 
 help() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
   echo
   echo "Targets:"
   plan | while read -r name output _; do printf "  %-36s -> %s\n" "$name" "$output"; done
@@ -142,44 +145,65 @@ demo() {
   local variant=vanilla
   if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then variant=$1; shift; fi
   # the remaining options go to every src/run.py call; they also name the output directory
-  local extra="$*" tag
+  local extra="$*" tag seed=${DEMO_SEED:-0} people=${DEMO_PEOPLE:-200} bios=${DEMO_BIOS:-3}
   tag=$(printf '%s' "$extra" | sed 's/--//g' | tr -cs 'A-Za-z0-9_.' '-')
-  local O="$RESULTS/demo-$variant${tag:+-$tag}" D=${SYNTHETIC_DIR:-data/synthetic}
+  [ "$seed" = 0 ] || tag="${tag:+$tag-}seed$seed"
+  local O="${DEMO_OUT:-$RESULTS/demo-$variant${tag:+-$tag}}"
+  local D="${SYNTHETIC_DIR:-data/synthetic}/people$people-bios$bios-seed$seed"
   mkdir -p "$O"
-  [ -f "$D/wiki.txt" ] || "$PY" data/make_synthetic_corpus.py --out "$D" --people "${DEMO_PEOPLE:-500}"
+  # knowledge-augmented corpus (README, Results): regenerated when another generator version made it
+  "$PY" data/make_synthetic_corpus.py --out "$D" --people "$people" --bios_per_person "$bios" --seed "$seed" \
+    --keep_if_current
   # a small model and short schedules: the demo's own settings, not the assignment recipe
-  local small="--n_layer 2 --n_head 4 --n_embd 64 --dropout 0 --device cpu --tb_expt_name demo $extra"
+  local small="--n_layer 2 --n_head 4 --n_embd 64 --dropout 0 --batch_size 32 --device cpu --seed $seed"
+  small="$small --tb_expt_name demo $extra"
   local W="$D/wiki.txt" started=$SECONDS
+  # which corpus this demo ran on, for src/augmentation_report.py
+  "$PY" -c 'import json, sys; p, k, s, d = sys.argv[1:]; print(json.dumps(
+    {"people": int(p), "bios_per_person": int(k), "seed": int(s), "dev": d}))' \
+    "$people" "$bios" "$seed" "$D/birth_dev.tsv" > "$O/corpus.json"
   # shellcheck disable=SC2086
   {
     run "$O/logs/baseline.log" "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
       --most_common_from "$D/birth_places_train.tsv" --outputs_path "$O/baseline_accuracy.txt"
     run "$O/logs/finetune_without_pretrain.log" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
-      --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-40}" --writing_params_path "$O/nopretrain.params" \
+      --finetune_epochs "${DEMO_SCRATCH_EPOCHS:-40}" --writing_params_path "$O/nopretrain.params" \
       --finetune_corpus_path "$D/birth_places_train.tsv"
     run "$O/logs/eval_without_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/nopretrain.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/nopretrain.dev.predictions"
     run "$O/logs/pretrain.log" "$PY" src/run.py pretrain "$variant" "$W" $small $(bottleneck "$variant") \
-      --pretrain_epochs "${DEMO_PRETRAIN_EPOCHS:-250}" --writing_params_path "$O/pretrain.params"
+      --pretrain_epochs "${DEMO_PRETRAIN_EPOCHS:-320}" --writing_params_path "$O/pretrain.params"
     run "$O/logs/finetune_with_pretrain.log" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
-      --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-40}" --reading_params_path "$O/pretrain.params" \
-      --writing_params_path "$O/finetune.params" --finetune_corpus_path "$D/birth_places_train.tsv"
+      --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-20}" --finetune_lr "${DEMO_FINETUNE_LR:-2e-4}" \
+      --reading_params_path "$O/pretrain.params" --writing_params_path "$O/finetune.params" \
+      --finetune_corpus_path "$D/birth_places_train.tsv"
     run "$O/logs/eval_with_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/finetune.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/pretrain.dev.predictions"
-    # did pretraining store the dev people's birth places at all? (see README, Results)
-    run "$O/logs/probe_recall.log" "$PY" src/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv"
+    # did pretraining store the dev people's birth places, and can other words lead to them? (README, Results)
+    run "$O/logs/probe_recall.log" "$PY" src/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv" \
+      --json_path "$O/probe_recall.json"
   }
   local seconds=$((SECONDS - started))
   accuracy() { grep -o 'Correct: .*' "$O/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
   echo
-  echo "Demo results ($variant${extra:+ $extra}, synthetic corpus, dev set, $(nproc) CPU cores, ${seconds} s):"
+  echo "Demo results ($variant${extra:+ $extra}, synthetic corpus of $people people x $bios lines, seed $seed," \
+    "dev set, $(nproc) CPU cores, ${seconds} s):"
   printf "  %-34s %s\n" "most common place baseline" "$(accuracy baseline)"
   printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy eval_without_pretrain)"
   printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy eval_with_pretrain)"
   printf "  %-34s %s\n" "pretrained, recalled from own line" \
     "$(sed -n 's/^own line *\([0-9]*\)\/\([0-9]*\) .*/\1 out of \2/p' "$O/logs/probe_recall.log")"
+}
+
+# the demo at 1 wiki line per person and at DEMO_BIOS (3), on the same number of training examples
+demo_augmentation() {
+  local variant=${1:-vanilla} bios=${DEMO_BIOS:-3} epochs=${DEMO_PRETRAIN_EPOCHS:-320}
+  local O="$RESULTS/demo-augmentation${1:+-$1}"
+  DEMO_OUT="$O/bios1" DEMO_BIOS=1 DEMO_PRETRAIN_EPOCHS=$((epochs * bios)) demo "$variant"
+  DEMO_OUT="$O/bios$bios" DEMO_BIOS=$bios DEMO_PRETRAIN_EPOCHS=$epochs demo "$variant"
+  "$PY" src/augmentation_report.py "$O/bios1" "$O/bios$bios" --out "$O"
 }
 
 # ---------------------------------------------------------------- dispatch
@@ -197,6 +221,7 @@ case "$cmd" in
   setup) setup ;;
   test) setup; exec "$PY" -m pytest -q tests "$@" ;;
   demo) setup; demo "$@" ;;
+  demo-augmentation) setup; demo_augmentation "$@" ;;
   report) setup; exec "$PY" src/report.py --logs "$RESULTS/logs" --out "$RESULTS" "$@" ;;
   all) setup; all ;;
   *) setup; target "$cmd" ;;

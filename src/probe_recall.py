@@ -9,6 +9,7 @@ The model is built from the description run.py saves in the params file; the voc
 comes from the wiki corpus, as in run.py.
 """
 import argparse
+import json
 import sys
 from collections import Counter
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from dataset import build_vocab, parse_qa_lines, truncation_range
 from decoding import encode_question, greedy_by_length, predict_places
 from params import model_from_params
-from utils import UserError, read_text, resolve_device
+from utils import UserError, atomic_write_text, read_text, resolve_device
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
 
@@ -123,6 +124,7 @@ def main(argv=None):
     p.add_argument("qa_paths", nargs="+", metavar="qa_tsv", help="question<TAB>place files")
     p.add_argument("--people", type=int, default=200, help="probe the first N people of the files (default 200)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
+    p.add_argument("--json_path", default=None, help="also write {prompt shape: [recalled, probed]} here")
     args = p.parse_args(argv)
     if args.people < 1:
         p.error(f"--people must be at least 1, got {args.people}")
@@ -143,6 +145,8 @@ def main(argv=None):
         print(f"{label:<{width}}  {f'{recalled}/{probed}':>9}  {percent(recalled, probed):>6}")
     place, n = Counter(place for _, _, place in people).most_common(1)[0]
     print(f"guessing the most common place ({place}): {percent(n, len(people)).strip()} of the {len(people)} people")
+    if args.json_path:
+        atomic_write_text(args.json_path, json.dumps({label: list(c) for label, c in counts.items()}) + "\n")
     return counts
 
 

@@ -12,6 +12,7 @@ Under `torchrun --nproc_per_node N src/run.py pretrain|finetune ...` training is
 (distributed.py): --batch_size per process, rank 0 alone prints and saves.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -247,6 +248,11 @@ def evaluate(args, setup, pretrain_dataset, model):
     elapsed = time.time() - started
     atomic_write_text(out, "".join(p + "\n" for p in predictions))
     total, correct = evaluate_places(path, predictions)
+    # the figures for other tools (report, augmentation_report), beside the predictions
+    atomic_write_text(out + ".json", json.dumps({
+        "params": params, "eval_corpus": path, "predictions": out, "questions": len(questions),
+        "correct": correct, "total": total, "percent": 100.0 * correct / total if total else None,
+        "seconds": elapsed}) + "\n")
     print(f"decoded {len(questions)} questions in {elapsed:.2f} s")
     if total > 0:
         print(f"Correct: {correct} out of {total}: {100.0 * correct / total}%")

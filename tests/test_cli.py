@@ -154,6 +154,12 @@ def test_evaluate_dev(corpus, evaluated_dev):
     assert total == len(answers)
     assert correct == sum(p == a for p, a in zip(predictions, answers))
     assert percent == pytest.approx(100.0 * correct / total)
+    # the same figures as structured data beside the predictions, for the report scripts
+    with open(f"{out}.json", encoding="utf-8") as f:
+        results = json.load(f)
+    assert (results["correct"], results["total"], results["questions"]) == (correct, total, len(answers))
+    assert results["percent"] == pytest.approx(percent) and results["predictions"] == str(out)
+    assert results["eval_corpus"] == corpus["dev"] and results["seconds"] > 0
 
 
 def test_evaluate_test_inputs(work, corpus, finetuned):

@@ -4,6 +4,7 @@ is idempotent, and a target without real data fails with a clear error.
 
 Everything runs in tmp_path (SYNTHETIC_DIR, RESULTS_DIR, DATA_DIR) with a tiny model.
 """
+import json
 import os
 import subprocess
 
@@ -99,3 +100,25 @@ def test_demo_passes_options_to_run_py(tmp_path):
     assert "error: position_embedding sinusoidal does not apply to rope" in result.stdout + result.stderr
     assert (tmp_path / "results" / "demo-rope-position_embedding-sinusoidal" / "baseline_accuracy.txt").is_file()
     assert "Demo results" not in result.stdout
+
+
+def test_demo_augmentation_writes_the_side_by_side_table(tmp_path):
+    """`./run.sh demo-augmentation`: a demo at 1 wiki line per person and one at 3, on corpora the
+    demo makes itself (regenerated when stale), then the table, JSON and PNG of both."""
+    env = {"SYNTHETIC_DIR": str(tmp_path / "synthetic"), "RESULTS_DIR": str(tmp_path / "results"),
+           "DEMO_PEOPLE": "20", "DEMO_PRETRAIN_EPOCHS": "1", "DEMO_FINETUNE_EPOCHS": "1", "DEMO_SCRATCH_EPOCHS": "1"}
+    result = run_sh("demo-augmentation", env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "results" / "demo-augmentation"
+    rows = json.loads((out / "augmentation.json").read_text())
+    assert [r["bios_per_person"] for r in rows] == [1, 3]
+    for row, bios in zip(rows, (1, 3)):
+        corpus = tmp_path / "synthetic" / f"people20-bios{bios}-seed0"
+        assert len((corpus / "wiki.txt").read_text().splitlines()) == 20 * bios
+        assert row["dev_questions"] == len((corpus / "birth_dev.tsv").read_text().splitlines())
+        assert 0 <= row["pretrained"] <= 100 and row["own line"] is not None
+    # the same number of pretraining examples: 3 epochs of 20 lines against 1 epoch of 60
+    assert "--pretrain_epochs 3" in (out / "bios1" / "logs" / "pretrain.log").read_text()
+    assert "--pretrain_epochs 1" in (out / "bios3" / "logs" / "pretrain.log").read_text()
+    assert (out / "augmentation.png").is_file() and "| 3 |" in (out / "augmentation.md").read_text()
+    assert result.stdout.count("Demo results") == 2
