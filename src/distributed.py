@@ -22,6 +22,8 @@ import torch.distributed as dist
 
 from utils import UserError
 
+flags = None  # the process group of agree(): the default one, or a gloo one beside NCCL
+
 
 def active():
     """True once init() has joined a process group."""
@@ -44,6 +46,7 @@ def is_main():
 def init(device):
     """Join the process group torchrun set up, if any: NCCL between GPUs, gloo on the CPU.
     Returns this process's device (cuda:LOCAL_RANK on CUDA)."""
+    global flags
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # not under torchrun, or with one process
         return device
     if device.type == "cuda":
@@ -55,10 +58,21 @@ def init(device):
     else:
         raise UserError(f"distributed training runs on CUDA or the CPU, not on {device.type}")
     dist.init_process_group(backend=backend)
+    # agree() runs every step; over gloo, on the CPU, it does not wait for the GPU
+    flags = dist.new_group(backend="gloo") if backend == "nccl" else None
     if not is_main():
         builtins.print = lambda *args, **kwargs: None  # one copy of every message: rank 0's
     print(f"distributed: {world_size()} processes ({backend})", flush=True)
     return device
+
+
+def agree(value):
+    """The largest of an int over all ranks, e.g. the signal that stops training if any rank got one."""
+    if not active():
+        return value
+    value = torch.tensor(value)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=flags)
+    return int(value)
 
 
 def diverge_rngs():
@@ -79,14 +93,15 @@ def destroy():
         dist.destroy_process_group()
 
 
-def exit_when_all_done():
-    """On a clean finish under torchrun, the last thing a run does: wait until every rank is done,
-    then end the process at once. Tearing gloo down (in destroy_process_group or at interpreter
-    exit) can still abort a rank with "terminate called without an active exception" now and then
-    on a busy CPU; by this point every file is written, so skipping the teardown loses nothing."""
+def exit_when_all_done(status=0):
+    """On a clean finish under torchrun (or a stop every rank agreed on), the last thing a run does:
+    wait until every rank is done, then end the process at once with this exit status. Tearing gloo
+    down (in destroy_process_group or at interpreter exit) can still abort a rank with "terminate
+    called without an active exception" now and then on a busy CPU, and a rank that ends first has
+    torchrun kill the others; by this point every file is written, so skipping the teardown loses nothing."""
     if not active():
         return
     dist.barrier()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)

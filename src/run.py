@@ -14,6 +14,7 @@ Under `torchrun --nproc_per_node N src/run.py pretrain|finetune ...` training is
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -25,7 +26,7 @@ from dataset import CharCorruptionDataset, NameDataset
 from decoding import encode_question, predict_places
 from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, GPTConfig, config_for_variant
 from params import load_params, save_params
-from trainer import Trainer, TrainerConfig
+from trainer import Interrupted, Trainer, TrainerConfig
 from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
                    set_seed)
 
@@ -72,7 +73,10 @@ def parse_args(argv=None):
     p.add_argument("--shared_qk", action="store_true",
                    help="one projection for queries and keys; not for synthesizer")
     p.add_argument("--save_every", type=int, default=10,
-                   help="epochs between resumable checkpoints at WRITING_PARAMS_PATH.ckpt (0: only on Ctrl-C)")
+                   help="epochs between resumable checkpoints at WRITING_PARAMS_PATH.ckpt (0: never)")
+    p.add_argument("--save_every_minutes", type=float, default=5,
+                   help="minutes of training between resumable checkpoints as well, so that a crash loses at "
+                        "most that (0: never); one is also written on Ctrl-C and on SIGTERM")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     args = p.parse_args(argv)
@@ -149,6 +153,7 @@ def require(value, flag, function):
 def train(model, dataset, trainer_config, setup, args):
     trainer_config.resume_path = args.writing_params_path + ".ckpt"
     trainer_config.save_every = args.save_every
+    trainer_config.save_every_minutes = args.save_every_minutes
     trainer_config.resume = args.resume
     if args.resume and not os.path.exists(trainer_config.resume_path):
         print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
@@ -161,10 +166,10 @@ def train(model, dataset, trainer_config, setup, args):
     started = time.time()
     try:
         Trainer(model, dataset, None, trainer_config).train()
-    except KeyboardInterrupt:
+    except Interrupted as e:
         if os.path.exists(trainer_config.resume_path):  # the trainer saved where it stood
-            raise KeyboardInterrupt(f"training state saved to {trainer_config.resume_path}; "
-                                    f"run the same command with --resume to continue") from None
+            raise Interrupted(f"training state saved to {trainer_config.resume_path}; run the same command "
+                              f"with --resume to continue", e.signum) from None
         raise
     finally:
         if trainer_config.writer is not None:
@@ -278,8 +283,11 @@ if __name__ == "__main__":
         distributed.exit_when_all_done()
     except UserError as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt as e:  # Ctrl-C: one line, and the shell's exit status for SIGINT
-        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, and the shell's exit status for the signal
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"interrupted: {signal.Signals(signum).name}" + (f"; {e}" if str(e) else ""), file=sys.stderr)
+        if isinstance(e, Interrupted):  # under torchrun every rank stopped after the same step: all get here
+            distributed.exit_when_all_done(128 + signum)
+        sys.exit(128 + signum)
     finally:
         distributed.destroy()

@@ -9,6 +9,7 @@ import random
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import torch
@@ -34,10 +35,12 @@ class TrainerConfig:
     final_tokens = 260e9
     # model state dict written (atomically) at the end of every epoch
     ckpt_path = None
-    # full training state (model, optimizer, tokens, position, RNG) for --resume: written
-    # every save_every epochs (0: never) and on Ctrl-C; read when resume is set
+    # full training state (model, optimizer, tokens, position, RNG) for --resume: written every
+    # save_every epochs and every save_every_minutes of training (0: never), and on Ctrl-C or
+    # SIGTERM; read when resume is set
     resume_path = None
     save_every = 0
+    save_every_minutes = 0
     resume = False
     # an iterable of (x, y) batches with __len__ used instead of a DataLoader (e.g. corruption.CorruptionBatches)
     train_loader = None
@@ -110,6 +113,8 @@ def save_state_dict(state_dict, path):
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         torch.save(state_dict, tmp)
+        with open(tmp, "rb+") as f:  # on disk before the rename: a machine that dies keeps the old file
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:  # a full disk, Ctrl-C: no half file left behind
         if os.path.exists(tmp):
@@ -117,31 +122,54 @@ def save_state_dict(state_dict, path):
         raise
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped between steps by a signal: SIGINT (Ctrl-C) or SIGTERM (kill, timeout, a scheduler,
+    a preempted VM). The exit status is the shell's for that signal, 128 + signum (130, 143)."""
+
+    def __init__(self, message="", signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
 class DeferredInterrupt:
-    """Between start() and stop(), Ctrl-C takes effect at the next check(), between training
-    steps, so it never lands half-way through an optimizer update; a second Ctrl-C acts at once."""
+    """Between start() and stop(), Ctrl-C and SIGTERM take effect at the next check(), between
+    training steps, so they never land half-way through an optimizer update. A second Ctrl-C acts at
+    once; a second SIGTERM does not (SIGKILL does). Under torchrun, check() stops every rank after the
+    same step if any rank got a signal."""
 
     def start(self):
-        self.pending, self.previous = False, None
-        # only the main thread may set handlers, and a handler someone else installed is left alone
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous = signal.signal(signal.SIGINT, self.defer)
+        self.pending, self.previous = 0, {}
+        # only the main thread may set handlers, and a handler someone else installed is left alone:
+        # a SIGINT ignored at start-up (nohup, `cmd &`) stays ignored; SIGTERM stops such a run
+        if threading.current_thread() is threading.main_thread():
+            for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+                if signal.getsignal(signum) is default:
+                    self.previous[signum] = signal.signal(signum, self.defer)
         return self
 
     def defer(self, signum, frame):
-        self.pending = True
-        signal.signal(signal.SIGINT, self.previous)
+        self.pending = self.pending or signum
+        # SIGTERM often comes twice (`timeout` or a scheduler signals torchrun, which passes it on to
+        # ranks that got it too): the second must not kill a run that is writing its checkpoint
+        if signum == signal.SIGINT:
+            signal.signal(signum, self.previous[signum])
 
     def check(self):
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
+        signum = distributed.agree(self.pending)  # the largest on any rank: all ranks stop together
+        if signum:
+            self.pending = 0
+            raise Interrupted(signum=signum)
 
     def stop(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+
+def ignore_sigterm(worker_id):
+    """DataLoader workers outlive a SIGTERM sent to the whole process group (`timeout`, a scheduler):
+    dying at once, they would abort the checkpoint; the main process ends them when it is done."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class Trainer:
@@ -163,7 +191,7 @@ class Trainer:
             sampler = DistributedSampler(dataset, shuffle=True, seed=torch.initial_seed() % 2 ** 62)
         return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                           num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=cfg.num_workers > 0)
+                          persistent_workers=cfg.num_workers > 0, worker_init_fn=ignore_sigterm)
 
     def wrap(self, model):
         """The model as trained: under DistributedDataParallel in a distributed run, compiled with
@@ -230,6 +258,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30,
                    disable=not distributed.is_main())
         model.train()
+        self.saved_at = time.monotonic()  # of the last resumable checkpoint, for save_every_minutes
         interrupt = DeferredInterrupt().start()
         try:
             while self.epoch < cfg.max_epochs:
@@ -252,6 +281,9 @@ class Trainer:
                     if self.step % cfg.log_every == 0 or it == n_batches - 1:
                         self.log(loss.item(), lr, self.epoch, it, bar)
                     bar.update(1)
+                    # an epoch can take minutes (a CPU, the full corpus): a crash then loses at most these
+                    if cfg.save_every_minutes and time.monotonic() - self.saved_at >= 60 * cfg.save_every_minutes:
+                        self.checkpoint(optimizer)
                     interrupt.check()
                 self.epoch, self.iteration = self.epoch + 1, 0
                 if test_loader is not None and distributed.is_main():
@@ -261,8 +293,8 @@ class Trainer:
                         cfg.writer.add_scalar("test/loss", test_loss, self.step)
                 if cfg.ckpt_path is not None and distributed.is_main():
                     save_state_dict(raw(model).state_dict(), cfg.ckpt_path)
-                if cfg.resume_path and cfg.save_every and self.epoch % cfg.save_every == 0 and distributed.is_main():
-                    self.save_training_state(optimizer)
+                if cfg.save_every and self.epoch % cfg.save_every == 0:
+                    self.checkpoint(optimizer)
                 interrupt.check()
         except KeyboardInterrupt:
             if cfg.resume_path and distributed.is_main():
@@ -302,6 +334,12 @@ class Trainer:
         set_rng_state(resumed["rng"])
         return batches
 
+    def checkpoint(self, optimizer):
+        """The resumable training state, written by rank 0 alone; restarts the save_every_minutes clock."""
+        if self.config.resume_path and distributed.is_main():
+            self.save_training_state(optimizer)
+        self.saved_at = time.monotonic()
+
     def save_training_state(self, optimizer):
         try:
             self.write_training_state(optimizer)
@@ -318,10 +356,16 @@ class Trainer:
                          "loader": self.data_state()["loader"]}, self.config.resume_path)
 
     def load_training_state(self, optimizer):
-        # our own file, holding Python and NumPy RNG states: not loadable with weights_only
-        state = torch.load(self.config.resume_path, map_location=self.device, weights_only=False)
-        raw(self.model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        path = self.config.resume_path
+        try:
+            # our own file, holding Python and NumPy RNG states: not loadable with weights_only
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            raw(self.model).load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except Exception as e:  # noqa: BLE001 - truncated, not a checkpoint at all, or another model's
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # load_state_dict's message has many lines
+            raise UserError(f"cannot resume from {path} ({why}): the file is cut short, or not a training "
+                            f"checkpoint of this model; run without --resume to start from the beginning") from None
         self.tokens, self.step = state["tokens"], state["step"]
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         set_rng_state(state["rng"])

@@ -262,26 +262,26 @@ def test_odd_questions_warn_and_still_get_a_prediction(odd_runs):
 
 
 # -----------------------------------------------------------------------------
-# Ctrl-C during training: the state is saved, and --resume finishes the run
+# Ctrl-C, SIGTERM and SIGKILL during training: the state is saved, and --resume finishes the run
 
-# Runs src/run.py (argv[4:]) as __main__, pausing after training step 1 until the test has sent
-# SIGINT (argv[2] says that training started, argv[3] that the signal was sent): Ctrl-C pressed
-# at a known point of training.
-PAUSE_AFTER_FIRST_STEP = r"""
-import os, runpy, signal, sys, time
-root, started, sent = sys.argv[1:4]
-# a shell starts background jobs (`./run.sh test &`) with SIGINT ignored, and Python keeps it so;
-# Ctrl-C reaches a foreground run, whose Python turns it into KeyboardInterrupt
-signal.signal(signal.SIGINT, signal.default_int_handler)
+# Runs src/run.py (argv[4:]) as __main__, pausing after training step argv[2] until the file
+# argv[3] + ".go" exists; once paused it writes its pid to argv[3] + its rank (0 without torchrun):
+# a signal sent at a known point of training. A script file, so that torchrun can run it too.
+PAUSE_AFTER_STEP = r"""
+import os, runpy, sys, time
+root, step, paused = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, os.path.join(root, "src"))
 import trainer
 log = trainer.Trainer.log
 def log_and_pause(self, *args):
     log(self, *args)
-    if self.step == 1:
-        open(started, "w").close()
+    if self.step == step:
+        mine = paused + os.environ.get("RANK", "0")
+        with open(mine + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(mine + ".tmp", mine)
         deadline = time.time() + 120  # never outlive a test that failed
-        while not os.path.exists(sent) and time.time() < deadline:
+        while not os.path.exists(paused + ".go") and time.time() < deadline:
             time.sleep(0.01)
 trainer.Trainer.log = log_and_pause
 sys.argv = [os.path.join(root, "src", "run.py"), *sys.argv[4:]]
@@ -289,33 +289,96 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_ctrl_c_saves_training_state_and_resume_completes(work, corpus, pretrained):
-    out, ckpt = work / "interrupted.params", work / "interrupted.params.ckpt"
-    started, sent = work / "training_started", work / "ctrl_c_sent"
-    args = [str(a) for a in ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", out, *TINY)]
-    proc = subprocess.Popen([sys.executable, "-c", PAUSE_AFTER_FIRST_STEP, ROOT, started, sent, *args], cwd=work,
-                            env=ENV, text=True, encoding="utf-8", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def start_paused(args, cwd, step=1, sigint=signal.SIG_DFL, launcher=(sys.executable,), ranks=1, **popen):
+    """(process, pids of its ranks, go): src/run.py ARGS started by launcher (torchrun: one process
+    per rank), each rank paused after training step `step` until go.touch(). sigint: the SIGINT
+    disposition it starts with: SIG_DFL as a shell gives a foreground job (Ctrl-C raises
+    KeyboardInterrupt), SIG_IGN as it gives `cmd &` (SIGINT ignored)."""
+    script, paused = cwd / "pause_after_step.py", cwd / "paused"
+    script.write_text(PAUSE_AFTER_STEP, encoding="utf-8")
+    for old in cwd.glob("paused*"):
+        old.unlink()
+    proc = subprocess.Popen([*launcher, *map(str, (script, ROOT, step, paused, *args))], cwd=cwd, env=ENV, text=True,
+                            encoding="utf-8", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint), **popen)
     deadline = time.time() + 120
-    while not started.exists():
+    while not all((cwd / f"paused{rank}").exists() for rank in range(ranks)):
         assert proc.poll() is None, finish(proc)
         assert time.time() < deadline
         time.sleep(0.02)
+    return proc, [int((cwd / f"paused{rank}").read_text()) for rank in range(ranks)], cwd / "paused.go"
+
+
+def same_weights(path, reference):
+    mine, theirs = torch.load(path), torch.load(reference)
+    return set(mine) == set(theirs) and all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def assert_saved_and_says_how_to_resume(result, signame, ckpt, work):
+    """One line of stderr (rank 0's under torchrun) says how to resume, and nothing else comes from our
+    code; the checkpoint is there, without a temporary file left beside it."""
+    assert os.path.join(ROOT, "src") not in result.stderr, result.stderr  # no traceback through our code
+    hint = f"interrupted: {signame}; training state saved to {ckpt}; run the same command with --resume to continue"
+    assert [line for line in result.stderr.splitlines() if line.startswith("interrupted")] == [hint]
+    assert ckpt.is_file()
+    assert [name for name in os.listdir(work) if ".tmp" in name] == []
+
+
+def test_ctrl_c_saves_training_state_and_resume_completes(work, corpus, pretrained):
+    out, ckpt = work / "interrupted.params", work / "interrupted.params.ckpt"
+    args = ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", out, *TINY)
+    proc, _, go = start_paused(args, work)
     proc.send_signal(signal.SIGINT)
-    sent.touch()
+    go.touch()
     interrupted = finish(proc)
     assert interrupted.returncode == 130, interrupted
-    assert "Traceback" not in interrupted.stderr
-    last = interrupted.stderr.strip().splitlines()[-1]
-    assert last.startswith("interrupted") and str(ckpt) in last and "--resume" in last
-    assert ckpt.is_file() and not out.exists()
-    assert [name for name in os.listdir(work) if ".tmp" in name] == []
+    assert_saved_and_says_how_to_resume(interrupted, "SIGINT", ckpt, work)
+    assert interrupted.stderr.strip().splitlines()[-1].startswith("interrupted")
+    assert not out.exists()
 
     resumed = ok(run(*args, "--resume", cwd=work))
     assert "resuming from" in resumed.stdout
     assert out.is_file() and not ckpt.exists()
-    # exactly where the uninterrupted run of the same command ends
-    mine, reference = torch.load(out), torch.load(pretrained[0])
-    assert set(mine) == set(reference) and all(torch.equal(mine[k], reference[k]) for k in reference)
+    assert same_weights(out, pretrained[0])  # exactly where the uninterrupted run of the same command ends
+
+
+def test_sigterm_stops_a_background_run_and_resume_completes(work, corpus, pretrained):
+    """`cmd &` ignores SIGINT, so `kill -INT` does nothing; SIGTERM to the whole process group (as
+    `timeout` and schedulers send it, DataLoader workers included) stops it like Ctrl-C: exit 143."""
+    out, ckpt, reference = work / "terminated.params", work / "terminated.params.ckpt", work / "worker.params"
+    command = ("finetune", "vanilla", corpus["wiki"], "--reading_params_path", pretrained[0],
+               "--finetune_corpus_path", corpus["train"], "--num_workers", 1, *TINY)
+    args = (*command, "--writing_params_path", out)
+    # uninterrupted; with a worker the shuffles differ from those of a run without one (persistent
+    # workers draw no new seed in the second epoch)
+    ok(run(*command, "--writing_params_path", reference, cwd=work))
+    proc, _, go = start_paused(args, work, sigint=signal.SIG_IGN, start_new_session=True)
+    # signals are handled in the order of their numbers: a SIGINT that was not ignored would win (exit 130)
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGTERM)
+    go.touch()
+    terminated = finish(proc)
+    assert terminated.returncode == 143, terminated
+    assert_saved_and_says_how_to_resume(terminated, "SIGTERM", ckpt, work)
+    assert terminated.stderr.strip().splitlines()[-1].startswith("interrupted")
+    assert torch.load(ckpt, weights_only=False)["step"] == 1  # the step under way when the signal came
+
+    ok(run(*args, "--resume", cwd=work))
+    assert same_weights(out, reference)
+
+
+def test_sigkill_loses_only_the_steps_since_the_timed_checkpoint(work, corpus, pretrained):
+    out, ckpt = work / "killed.params", work / "killed.params.ckpt"
+    args = ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", out, *TINY,
+            "--save_every_minutes", 1e-6)  # after every step
+    proc, _, _ = start_paused(args, work, step=2)
+    proc.kill()
+    assert finish(proc).returncode == -signal.SIGKILL
+    assert torch.load(ckpt, weights_only=False)["step"] == 1  # written by the clock, not by a handler
+
+    resumed = ok(run(*args, "--resume", cwd=work))
+    assert "resuming from" in resumed.stdout and out.is_file() and not ckpt.exists()
+    assert same_weights(out, pretrained[0])
 
 
 # -----------------------------------------------------------------------------
@@ -347,6 +410,9 @@ def bad_runs(work, corpus, pretrained):
     unreadable.write_text("\n".join(wiki), encoding="utf-8")
     unreadable.chmod(0)
     params = pretrained[0]
+    # resumable checkpoints that are not: one cut short, one that is a params file
+    (bad / "cut.params.ckpt").write_bytes(params.read_bytes()[:1000])
+    (bad / "foreign.params.ckpt").write_bytes(params.read_bytes())
     write = ("--writing_params_path", bad / "x.params")
     predict = ("--reading_params_path", params, "--outputs_path", bad / "x.predictions")
     cases = {
@@ -393,14 +459,19 @@ def bad_runs(work, corpus, pretrained):
                                bad / "no_such_dir" / "x.params"),
         "missing_params": ("evaluate", "vanilla", corpus["wiki"], "--reading_params_path", bad / "nope.params",
                            "--eval_corpus_path", corpus["dev"], "--outputs_path", bad / "x.predictions"),
+        "cut_checkpoint": ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", bad / "cut.params",
+                           "--resume"),
+        "foreign_checkpoint": ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path",
+                               bad / "foreign.params", "--resume"),
     }
     if os.access(unreadable, os.R_OK):  # root reads it anyway; the case would train and write x.params
         unreadable.chmod(0o644)
     else:
         cases["unreadable_corpus"] = ("pretrain", "vanilla", unreadable, *write)
-    before = set(os.listdir(bad))
+    before = {name: (bad / name).stat().st_mtime_ns for name in os.listdir(bad)}
     results = run_in_one_interpreter({name: (RUN, [*args, *TINY], bad) for name, args in cases.items()})
-    assert set(os.listdir(bad)) == before  # nothing written, not even half (no .tmp, no .ckpt)
+    # nothing written, not even half (no .tmp, no .ckpt), nothing overwritten (the bad checkpoints)
+    assert {name: (bad / name).stat().st_mtime_ns for name in os.listdir(bad)} == before
     return results
 
 
@@ -413,6 +484,8 @@ EXPECTED = {  # what the one-line message must mention
     "outputs_dir_missing": ["no_such_dir"],
     "params_dir_missing": ["no_such_dir"],
     "missing_params": ["nope.params"],
+    "cut_checkpoint": ["cut.params.ckpt", "cannot resume from", "without --resume"],
+    "foreign_checkpoint": ["foreign.params.ckpt", "cannot resume from", "without --resume"],
     "corpus_is_a_directory": ["directory"],
     "empty_corpus": ["empty"],
     "non_utf8_corpus": ["latin1.txt", "UTF-8", "line 3"],

@@ -4,6 +4,7 @@ as a single-process run; rank 0 alone logs and saves; the ranks share the data a
 rate schedule counts the tokens of both."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import run
 from dataset import CharCorruptionDataset
 from model import GPT, config_for_variant
 from params import META_KEY, describe_model, load_params
+from test_cli import assert_saved_and_says_how_to_resume, finish, same_weights, start_paused
 from trainer import TrainerConfig, learning_rate_at
 from utils import read_text
 from make_synthetic_corpus import make_corpus
@@ -35,11 +37,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def launcher():
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+
+
 def torchrun(*args, cwd):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), RUN, *map(str, args)]
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, encoding="utf-8",
-                            timeout=300)
+    result = subprocess.run([*launcher(), RUN, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
+                            encoding="utf-8", timeout=300)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result
 
@@ -118,3 +123,22 @@ def test_ddp_finetune_from_ddp_pretraining(work, corpus, pretrained):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
     model, itos = fresh_model(corpus)
     load_params(model, str(path), "vanilla", itos)
+
+
+def test_sigterm_to_one_rank_stops_both_and_resume_completes(work, corpus, pretrained):
+    """The ranks agree to stop after the same step; rank 0 writes the one checkpoint, which resumes
+    the distributed run exactly."""
+    out, ckpt = work / "terminated.params", work / "terminated.params.ckpt"
+    args = ("pretrain", "vanilla", corpus["wiki"], "--writing_params_path", out, *TINY)
+    proc, pids, go = start_paused(args, work, launcher=launcher(), ranks=2)
+    os.kill(pids[1], signal.SIGTERM)  # rank 1 alone: rank 0 must stop too, and save
+    go.touch()
+    terminated = finish(proc)
+    # torchrun reports the ranks' exit statuses: both stopped on their own, neither was killed
+    assert terminated.returncode != 0
+    assert re.findall(r"exitcode\s+: (-?\d+) \(pid", terminated.stderr) == ["143", "143"], terminated.stderr
+    assert_saved_and_says_how_to_resume(terminated, "SIGTERM", ckpt, work)
+    assert torch.load(ckpt, weights_only=False)["step"] == 1
+
+    torchrun(*args, "--resume", cwd=work)
+    assert same_weights(out, pretrained[0])

@@ -256,7 +256,7 @@ class Interrupt(FakeWriter):
             raise self.error
 
 
-def resumable_run(tmp_path, writer, resume=False, save_every=0, seed=0, batched=False):
+def resumable_run(tmp_path, writer, resume=False, save_every=0, seed=0, batched=False, save_every_minutes=0):
     """(model, trainer) after training a tiny GPT with dropout on span corruption: 3 epochs of
     3 batches (the last one short), every random draw (shuffling, corruption, dropout) in play;
     batched: the batches of corruption.CorruptionBatches (its own generator) instead of a DataLoader."""
@@ -268,7 +268,8 @@ def resumable_run(tmp_path, writer, resume=False, save_every=0, seed=0, batched=
                      resid_pdrop=0.1, attn_pdrop=0.1)
     cfg = TrainerConfig(max_epochs=3, batch_size=4, learning_rate=3e-3, lr_decay=True, warmup_tokens=200,
                         final_tokens=3 * 10 * 31, num_workers=0, writer=writer,
-                        resume_path=str(tmp_path / "state.ckpt"), save_every=save_every, resume=resume)
+                        resume_path=str(tmp_path / "state.ckpt"), save_every=save_every,
+                        save_every_minutes=save_every_minutes, resume=resume)
     if batched:
         cfg.train_loader = CorruptionBatches(dataset, 4)
     t = Trainer(model, dataset, None, cfg)
@@ -362,6 +363,106 @@ def test_crash_resumes_from_the_last_periodic_checkpoint(tmp_path):
     assert resumed.tokens == done.tokens
     own, ref = model.state_dict(), reference.state_dict()
     assert all(torch.equal(own[k], ref[k]) for k in ref)
+
+
+class Clock:
+    """trainer.time for a test: monotonic() is what the test says."""
+    now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+class Ticking(Interrupt):
+    """Interrupt whose every training step takes `seconds` of the clock."""
+
+    def __init__(self, clock, seconds, after, error):
+        super().__init__(after, error)
+        self.clock, self.seconds = clock, seconds
+
+    def add_scalar(self, tag, value, step):
+        if tag == "train/lr":
+            self.clock.now += self.seconds
+        super().add_scalar(tag, value, step)
+
+
+def test_checkpoint_every_few_minutes_resumes_mid_epoch(tmp_path, monkeypatch):
+    """save_every_minutes: a run killed outright loses at most that much, even part way through an epoch."""
+    (tmp_path / "straight").mkdir()
+    straight = FakeWriter()
+    reference, done = resumable_run(tmp_path / "straight", straight)
+    clock, saved = Clock(), []
+    save = Trainer.save_training_state
+    monkeypatch.setattr(trainer, "time", clock)
+    monkeypatch.setattr(Trainer, "save_training_state", lambda self, opt: (saved.append(self.step), save(self, opt)))
+    # 35 s a step, a checkpoint every minute: after steps 2 and 4; killed during step 6
+    with pytest.raises(RuntimeError):
+        resumable_run(tmp_path, Ticking(clock, 35, 6, RuntimeError("killed")), save_every_minutes=1)
+    monkeypatch.undo()
+    assert saved == [2, 4]
+    state = torch.load(tmp_path / "state.ckpt", weights_only=False)
+    assert (state["epoch"], state["iteration"]) == (1, 1)  # epoch 2 of 3, one of its 3 batches done
+    second = FakeWriter()
+    model, resumed = resumable_run(tmp_path, second, resume=True, seed=123)
+    assert rates(second) == {s: lr for s, lr in rates(straight).items() if s > 4}
+    assert resumed.tokens == done.tokens
+    own, ref = model.state_dict(), reference.state_dict()
+    assert all(torch.equal(own[k], ref[k]) for k in ref)
+
+
+def test_sigterm_is_deferred_like_ctrl_c_and_a_second_one_too():
+    interrupt = trainer.DeferredInterrupt().start()
+    try:
+        assert signal.getsignal(signal.SIGTERM) == interrupt.defer  # else SIGTERM would end pytest
+        interrupt.check()  # nothing pending
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # torchrun passing on what `timeout` sent to us all
+        time.sleep(0.1)
+        with pytest.raises(KeyboardInterrupt) as info:
+            interrupt.check()
+        assert isinstance(info.value, trainer.Interrupted) and info.value.signum == signal.SIGTERM
+        interrupt.check()  # once only
+    finally:
+        interrupt.stop()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """What nohup and a shell's `cmd &` ask for; SIGTERM still stops the run."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        interrupt = trainer.DeferredInterrupt().start()
+        try:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            interrupt.check()
+            assert signal.getsignal(signal.SIGTERM) == interrupt.defer
+        finally:
+            interrupt.stop()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("bad", ["cut short", "a params file", "another model's"])
+def test_resuming_from_a_bad_checkpoint_names_it(tmp_path, bad):
+    resumable_run(tmp_path, None, save_every=1)
+    path = tmp_path / "state.ckpt"
+    if bad == "cut short":
+        path.write_bytes(path.read_bytes()[:5000])
+    elif bad == "a params file":
+        torch.save(tiny_gpt().state_dict(), path)
+    else:
+        state = torch.load(path, weights_only=False)
+        state["model"] = tiny_gpt().state_dict()
+        torch.save(state, path)
+    before = path.read_bytes()
+    with pytest.raises(UserError) as info:
+        resumable_run(tmp_path, None, resume=True)
+    message = str(info.value)
+    assert str(path) in message and "cannot resume from" in message and "\n" not in message
+    assert path.read_bytes() == before
 
 
 def test_save_state_dict_on_a_full_disk(tmp_path, monkeypatch):
