@@ -10,8 +10,9 @@ Each measurement prints ONE JSON object on stdout (notes go to stderr), with `wh
 
 train  optimizer steps of the full recipe shape by default (batch 128, block 128, 4/8/256,
        AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
-       fast: fused attention, CorruptionBatches on the device; on CUDA also bf16 autocast,
-       TF32 and fused AdamW. plain: plain attention, fp32, per-example CharCorruptionDataset
+       fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
+       device, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not), TF32 and fused
+       AdamW on CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
        through a DataLoader (num_workers 0). Full batches only (drop_last), so every step has
        the same shape. --compile: torch.compile the model (skipped with a note if it fails).
 data   the span-corruption pipeline alone, batches delivered on the device.
@@ -37,6 +38,8 @@ import time
 
 import torch
 from torch.utils.data import DataLoader
+
+import speed
 
 from corruption import CorruptionBatches
 from dataset import CharCorruptionDataset
@@ -71,6 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--corpus", default=None, help="pretraining corpus (default: synthetic, made on the fly)")
     p.add_argument("--dev", default=None, help="eval: question<TAB>answer file (default: synthetic)")
     p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
+    p.add_argument("--fp32", action="store_true", help="train: float32 where bf16 autocast is the default")
     p.add_argument("--repeat", type=int, default=1, help="measurements in a row (one JSON line each)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--seed", type=int, default=0)
@@ -159,8 +163,8 @@ def model_config(args, vocab_size, fast):
                               n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, fused_attention=fast)
 
 
-def bench_train(args, device, fast, corpus):
-    cuda = device.type == "cuda"
+def bench_train(args, setup, corpus):
+    device, fast, cuda = setup.device, setup.fused_attention, setup.device.type == "cuda"
     dataset = CharCorruptionDataset(corpus, args.block_size)
     batch_size = args.batch_size or 128
     steps = args.steps or (20 if cuda else 5)
@@ -168,8 +172,8 @@ def bench_train(args, device, fast, corpus):
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     model = GPT(model_config(args, dataset.vocab_size, fast)).to(device)
     model.train()
-    amp_dtype = torch.bfloat16 if fast and cuda and torch.cuda.is_bf16_supported() else None
-    config = TrainerConfig(learning_rate=6e-3, fused_adamw=fast and cuda)
+    amp_dtype = setup.amp_dtype
+    config = TrainerConfig(learning_rate=6e-3, fused_adamw=setup.fused_adamw)
     optimizer = make_optimizer(model, config)
     source, pipeline = batch_source(args, dataset, device, fast, batch_size)
     forward = model
@@ -218,7 +222,7 @@ def bench_train(args, device, fast, corpus):
             "batch_size": batch_size, "block_size": args.block_size, "n_layer": args.n_layer,
             "n_head": args.n_head, "n_embd": args.n_embd, "n_params": sum(p.numel() for p in model.parameters()),
             "fused_attention": fast, "dtype": "bf16 autocast" if amp_dtype else "float32",
-            "tf32": fast and cuda, "fused_adamw": config.fused_adamw, "compiled": compiled, "data": pipeline,
+            "tf32": setup.tf32, "fused_adamw": config.fused_adamw, "compiled": compiled, "data": pipeline,
             "final_loss": loss.item()}
 
 
@@ -275,10 +279,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32)  # as run.py decides it
     fast = not args.plain
-    if device.type == "cuda" and fast:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
         synthetic = None
         if args.corpus is None or (args.what == "eval" and args.dev is None):
@@ -288,7 +290,7 @@ def main(argv=None):
         for _ in range(args.repeat):
             set_seed(args.seed)
             if args.what == "train":
-                figures = bench_train(args, device, fast, corpus)
+                figures = bench_train(args, setup, corpus)
             elif args.what == "data":
                 figures = bench_data(args, device, fast, corpus)
             else:

@@ -18,9 +18,9 @@ import signal
 import sys
 import time
 
-import torch
 
 import distributed
+import speed
 from corruption import CorruptionBatches
 from dataset import CharCorruptionDataset, NameDataset
 from decoding import encode_question, predict_places
@@ -59,7 +59,10 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=None, help="default 128 pretrain, 256 finetune")
     p.add_argument("--num_workers", type=int, default=None, help="data loader workers (default 4 on CUDA, else 0)")
     p.add_argument("--plain", action="store_true",
-                   help="turn every speed feature off: plain attention, fp32, one-by-one decoding")
+                   help="turn every speed feature off: plain attention, fp32, one-by-one decoding, "
+                        "per-example span corruption")
+    p.add_argument("--fp32", action="store_true",
+                   help="train in float32 where bf16 autocast is the default (CUDA with bf16, CPUs with AMX)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model for training (compiling takes a while; falls back to eager "
                         "with a note where it fails)")
@@ -85,32 +88,14 @@ def parse_args(argv=None):
     return args
 
 
-class Setup:
-    """Device, dtype and fast paths, decided once at start-up."""
-
-    def __init__(self, args):
-        # under torchrun: join the process group; each process gets its own GPU
-        self.device = distributed.init(resolve_device(args.device))
-        cuda = self.device.type == "cuda"
-        self.fused_attention = not args.plain
-        self.amp_dtype = torch.bfloat16 if cuda and not args.plain and torch.cuda.is_bf16_supported() else None
-        self.batched_decoding = not args.plain
-        self.batched_corruption = not args.plain  # pretraining batches built with tensor ops on the device
-        self.compile = args.compile
-        if cuda and not args.plain:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        self.num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
-        name = torch.cuda.get_device_name(self.device) if cuda else self.device.type
-        print(f"device: {name} | dtype: {'bf16 autocast' if self.amp_dtype else 'float32'} | "
-              f"fused attention: {on(self.fused_attention)} | TF32: {on(cuda and not args.plain)} | "
-              f"batched KV-cache decoding: {on(self.batched_decoding)} | "
-              f"batched span corruption: {on(self.batched_corruption)} | torch.compile: {on(self.compile)}",
-              flush=True)
-
-
-def on(flag):
-    return "on" if flag else "off"
+def setup_speed(args):
+    """Device and fast paths, decided once at start-up (speed.py); under torchrun this joins the
+    process group first, and each process gets its own GPU."""
+    device = distributed.init(resolve_device(args.device))
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, compile=args.compile,
+                          num_workers=args.num_workers)
+    print(setup.describe(), flush=True)
+    return setup
 
 
 def build_model(args, setup, vocab_size):
@@ -159,7 +144,7 @@ def train(model, dataset, trainer_config, setup, args):
         print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
     trainer_config.device = setup.device
     trainer_config.amp_dtype = setup.amp_dtype
-    trainer_config.fused_adamw = setup.device.type == "cuda" and setup.fused_attention
+    trainer_config.fused_adamw = setup.fused_adamw
     trainer_config.num_workers = setup.num_workers
     trainer_config.log_every = 10 if setup.device.type == "cuda" else 1
     trainer_config.compile = setup.compile
@@ -268,7 +253,7 @@ def evaluate(args, setup, pretrain_dataset, model):
 def main(argv=None):
     args = parse_args(argv)
     set_seed(args.seed)
-    setup = Setup(args)
+    setup = setup_speed(args)
     corpus = read_text(args.pretrain_corpus_path, "pretraining corpus")
     # the vocabulary always comes from the pretraining corpus
     pretrain_dataset = CharCorruptionDataset(corpus, args.block_size)

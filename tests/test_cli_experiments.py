@@ -62,7 +62,7 @@ def test_switch_refused_where_it_does_not_apply(tmp_path, corpus, capsys, varian
 def test_default_model_line_is_unchanged(corpus, capsys):
     args = run.parse_args(["pretrain", "vanilla", corpus["wiki"], *TINY])
     assert (args.mask_after_softmax, args.position_embedding, args.shared_qk) == (False, "learned", False)
-    run.build_model(args, run.Setup(args), 30)
+    run.build_model(args, run.setup_speed(args), 30)
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("model: ")][0]
     # tok_emb 30*16 + pos_emb 64*16 + 2 blocks of 3,280 + ln_f 32 + head 16*30, and nothing appended
     assert line == "model: vanilla, 8,576 parameters, vocabulary 30, block size 64"

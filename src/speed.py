@@ -1,0 +1,61 @@
+"""
+The speed features, decided once for a device: run.py and bench.py both take them from here.
+
+Every feature has a plain fallback (`--plain` turns them all off) and a parity test:
+fused attention (scaled_dot_product_attention), batched KV-cache decoding, batched span
+corruption on the device, and training under bf16 autocast where the hardware has bf16 matrix
+units: CUDA GPUs that support bf16, and CPUs with Intel AMX (Sapphire Rapids and later), on
+which oneDNN multiplies bf16 matrices about 3 times faster than fp32 (756 against 223 GFLOP/s
+on a 2-core Xeon). Elsewhere, e.g. AMD EPYC or Intel CPUs without AMX, bf16 would be emulated
+and slower, so training stays fp32. Weights, optimizer state and the loss stay fp32 either way.
+"""
+from dataclasses import dataclass
+
+import torch
+
+
+def cpu_has_bf16_matmul():
+    """Does this CPU have bf16 matrix units? torch asks CPUID for AMX tiles (amx_tile in
+    /proc/cpuinfo), the unit whose amx_bf16 instructions oneDNN uses for bf16 matmuls."""
+    return torch.cpu._is_amx_tile_supported()
+
+
+@dataclass(frozen=True)
+class Speed:
+    device: torch.device
+    fused_attention: bool = True
+    amp_dtype: torch.dtype = None  # train under torch.autocast to this dtype; None: fp32
+    tf32: bool = False  # CUDA matmuls in TF32
+    fused_adamw: bool = False
+    batched_decoding: bool = True
+    batched_corruption: bool = True  # pretraining batches built with tensor ops on the device
+    compile: bool = False
+    num_workers: int = 0
+
+    def describe(self):
+        """The start-up line that says what runs how."""
+        cuda = self.device.type == "cuda"
+        name = torch.cuda.get_device_name(self.device) if cuda else self.device.type
+        return (f"device: {name} | dtype: {'bf16 autocast' if self.amp_dtype else 'float32'} | "
+                f"fused attention: {on(self.fused_attention)} | TF32: {on(self.tf32)} | "
+                f"batched KV-cache decoding: {on(self.batched_decoding)} | "
+                f"batched span corruption: {on(self.batched_corruption)} | torch.compile: {on(self.compile)}")
+
+
+def on(flag):
+    return "on" if flag else "off"
+
+
+def resolve(device, plain=False, fp32=False, compile=False, num_workers=None):
+    """The Speed of a device: everything fast unless plain; bf16 autocast where the hardware has
+    bf16 matrix units, unless fp32. Sets torch's TF32 switches as a side effect on CUDA."""
+    cuda = device.type == "cuda"
+    fast = not plain
+    bf16 = fast and not fp32 and (torch.cuda.is_bf16_supported() if cuda else
+                                  device.type == "cpu" and cpu_has_bf16_matmul())
+    if cuda and fast:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Speed(device=device, fused_attention=fast, amp_dtype=torch.bfloat16 if bf16 else None,
+                 tf32=cuda and fast, fused_adamw=cuda and fast, batched_decoding=fast, batched_corruption=fast,
+                 compile=compile, num_workers=num_workers if num_workers is not None else (4 if cuda else 0))
