@@ -3,11 +3,16 @@
 # accuracy the handout of your year asks for.
 #
 #   ./collect_submission.sh [--year 2021|2023|2024|2025|all] [--dir DIR] [--out FILE] [--allow-partial]
+#   ./collect_submission.sh --course xcs224n [--dir DIR] [--out FILE] [--allow-partial]
 #
 #   --year           2021: vanilla + synthesizer (also their pretrain params), -> assignment5.zip
 #                    2023: vanilla + perceiver, -> assignment5.zip
 #                    2024, 2025: vanilla + rope, -> assignment4.zip
 #                    all (default): every file of every year above, -> assignment_submission.zip
+#   --course xcs224n the XCS224N handout's list instead: src/submission/{__init__,attention,dataset,helper,
+#                    model,trainer,utils}.py, the vanilla and synthesizer params and predictions as
+#                    src/submission/NAME (from src/submission/, where ./run.sh --course xcs224n writes them),
+#                    -> submission_xcs224n.zip; src/ goes with them, as the package imports its modules
 #   --dir DIR        where the params and predictions are (default: the repo root, where run.sh writes them)
 #   --out FILE       the zip to write (default: the name above, in the repo root)
 #   --allow-partial  write the zip even when files are missing (they are still listed)
@@ -44,22 +49,35 @@ YEARS = {
 YEARS["all"] = list(dict.fromkeys(f for year in ("2021", "2023", "2024") for f in YEARS[year]))
 ZIP_NAMES = {"2021": "assignment5.zip", "2023": "assignment5.zip", "2024": "assignment4.zip",
              "2025": "assignment4.zip", "all": "assignment_submission.zip"}
+# XCS224N's list (its handout's Deliverables): the package, then the runs, all in src/submission/
+XCS_CODE = [f"{name}.py" for name in ("__init__", "attention", "dataset", "helper", "model", "trainer", "utils")]
+XCS_OUTPUTS = NOPRETRAIN + pretrained("vanilla", True) + pretrained("synthesizer", True)
+OUTPUT_SUFFIXES = (".params", ".predictions", ".ckpt")  # run outputs are not code, even inside src/
 
 p = argparse.ArgumentParser(prog="collect_submission.sh", description="Build the submission zip.")
-p.add_argument("--year", choices=sorted(YEARS), default="all")
-p.add_argument("--dir", default=root, help="where the params and predictions are (default: the repo root)")
+p.add_argument("--year", choices=sorted(YEARS), default="all", help="the CS224N handout's year")
+p.add_argument("--course", choices=["cs224n", "xcs224n"], default="cs224n")
+p.add_argument("--dir", default=None, help="where the params and predictions are (default: the repo root; "
+                                           "src/submission for xcs224n)")
 p.add_argument("--out", default=None, help="the zip to write (default depends on --year, in the repo root)")
 p.add_argument("--allow-partial", action="store_true", help="write the zip even when files are missing")
 args = p.parse_args(sys.argv[2:])
-out = os.path.abspath(args.out or os.path.join(root, ZIP_NAMES[args.year]))
+xcs = args.course == "xcs224n"
+label = "xcs224n" if xcs else f"year {args.year}"
+args.dir = args.dir or (os.path.join(root, "src", "submission") if xcs else root)
+out = os.path.abspath(args.out or os.path.join(root, "submission_xcs224n.zip" if xcs else ZIP_NAMES[args.year]))
+wanted = XCS_OUTPUTS if xcs else YEARS[args.year]
+arc_dir = "src/submission/" if xcs else ""  # where each output goes in the zip
 
 # the code: everything under src/ except caches and hidden files
 src = os.path.join(root, "src")
 code = []
 for folder, dirs, files in os.walk(src):
-    dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+    # src/data/ is XCS224N's place for the real data: not code either
+    dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith(".")
+                     and not (folder == src and d == "data"))
     for name in sorted(files):
-        if name.endswith((".pyc", ".pyo")) or name.startswith("."):
+        if name.endswith((".pyc", ".pyo") + OUTPUT_SUFFIXES) or name.startswith("."):
             continue
         path = os.path.join(folder, name)
         code.append((path, os.path.relpath(path, root)))
@@ -67,15 +85,19 @@ if not code:
     sys.exit(f"error: no code found in {src}")
 
 outputs, missing = [], []
-for name in YEARS[args.year]:
+for name in wanted:
     path = os.path.join(args.dir, name)
-    (outputs if os.path.isfile(path) else missing).append((path, name))
+    (outputs if os.path.isfile(path) else missing).append((path, arc_dir + name))
+if xcs:  # the package's own files come with src/
+    missing += [(os.path.join(src, "submission", name), name) for name in XCS_CODE
+                if f"src/submission/{name}" not in {arcname for _, arcname in code}]
 
-print(f"year {args.year}: {len(code)} files from src/, {len(outputs)} of {len(YEARS[args.year])} outputs in {args.dir}")
+print(f"{label}: {len(code)} files from src/, {len(outputs)} of {len(wanted)} outputs in {args.dir}")
 for path, _ in missing:
     print(f"missing: {path}", file=sys.stderr)
 if missing and not args.allow_partial:
-    print(f"error: {len(missing)} file(s) missing; make them (./run.sh help lists the runs) or pass "
+    runs = "./run.sh --course xcs224n help" if xcs else "./run.sh help"
+    print(f"error: {len(missing)} file(s) missing; make them ({runs} lists the runs) or pass "
           f"--allow-partial to zip what there is", file=sys.stderr)
     sys.exit(1)
 

@@ -11,6 +11,9 @@
 #   ./run.sh test                  the pytest suite
 #   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
 #   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
+#   ./run.sh --course xcs224n TARGET  XCS224N's recipe (src/course.py) and layout: outputs in src/submission/,
+#                                  real data also looked up in src/data/, logs in results/logs/xcs224n/, `all`
+#                                  runs vanilla and synthesizer; its handout's target names (typos included) work
 #
 # Real data is looked up in the repo root, then data/ (see data/README.md); --synthetic uses
 # data/synthetic/ instead (generated if missing). Extra options for src/run.py go in RUN_ARGS,
@@ -23,6 +26,7 @@ ROOT=$(pwd)
 PY="$ROOT/.venv/bin/python"
 VARIANTS="vanilla rope perceiver synthesizer"
 RESULTS=${RESULTS_DIR:-results}
+COURSE=cs224n
 
 setup() {
   if [ -x "$PY" ] && "$PY" -c "import torch, tqdm, numpy, tensorboard, pytest, hypothesis, matplotlib" 2>/dev/null; then
@@ -42,7 +46,9 @@ data_dir() {
     [ -f "$S/wiki.txt" ] || "$PY" data/make_synthetic_corpus.py --out "$S" >&2
     echo "$S"; return
   fi
-  for d in ${DATA_DIR:-. data}; do
+  local dirs=". data"
+  [ "$COURSE" = cs224n ] || dirs=". data src/data"  # XCS224N keeps its data in src/data/
+  for d in ${DATA_DIR:-$dirs}; do
     if [ -f "$d/wiki.txt" ]; then echo "$d"; return; fi
   done
   echo "error: wiki.txt not found in ${DATA_DIR:-the repo root or data/}. Get the real files as data/README.md says," >&2
@@ -50,8 +56,14 @@ data_dir() {
   exit 1
 }
 
-# outputs: handout file names in the repo root for real data, results/synthetic/ otherwise
-out_dir() { if [ "$SYNTHETIC" = 1 ]; then mkdir -p "$RESULTS/synthetic"; echo "$RESULTS/synthetic"; else echo .; fi; }
+# outputs: handout file names in the repo root for real data (XCS224N: src/submission/), results/synthetic/
+# (results/synthetic/xcs224n/) otherwise
+out_dir() {
+  local O=.
+  if [ "$SYNTHETIC" = 1 ]; then O="$RESULTS/synthetic"; [ "$COURSE" = cs224n ] || O="$O/$COURSE"; mkdir -p "$O"
+  elif [ "$COURSE" = xcs224n ]; then O=src/submission; fi
+  echo "$O"
+}
 
 # run LOG CMD...: run and log to LOG as well as the terminal; LOG is a path ending in .log,
 # or a NAME for results/logs/NAME.log (the assignment's targets)
@@ -66,39 +78,52 @@ run() {
 bottleneck() { [ "$1" = perceiver ] && echo "--bottleneck_dim 64" || true; }
 
 # ---------------------------------------------------------------- the runs of the handouts
+# the XCS224N handout's spellings of two targets
+alias_of() {
+  case "$1" in
+    vanilla_finetime_without_pretrain) echo vanilla_finetune_without_pretrain ;;
+    synthesizer_finetrain_with_pretrain) echo synthesizer_finetune_with_pretrain ;;
+    *) echo "$1" ;;
+  esac
+}
+
 target() {
-  local t=$1 D O
-  D=$(data_dir); O=$(out_dir)
+  local t D O
+  t=$(alias_of "$1"); D=$(data_dir); O=$(out_dir)
   local W="$D/wiki.txt" TRAIN="$D/birth_places_train.tsv" DEV="$D/birth_dev.tsv" TEST="$D/birth_test_inputs.tsv"
+  # the recipe of the course for src/run.py, and its own logs; none of it for CS224N, whose commands stay as they were
+  local C="" L=$t
+  [ "$COURSE" = cs224n ] || { C="--course $COURSE"; L="$RESULTS/logs/$COURSE/$t.log"; }
   # shellcheck disable=SC2086
   case "$t" in
     vanilla_finetune_without_pretrain)
-      run "$t" "$PY" src/run.py finetune vanilla "$W" --writing_params_path "$O/vanilla.model.params" \
-        --finetune_corpus_path "$TRAIN" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py finetune vanilla "$W" --writing_params_path "$O/vanilla.model.params" \
+        --finetune_corpus_path "$TRAIN" $C ${RUN_ARGS:-} ;;
     vanilla_eval_dev_without_pretrain)
-      run "$t" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
-        --eval_corpus_path "$DEV" --outputs_path "$O/vanilla.nopretrain.dev.predictions" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
+        --eval_corpus_path "$DEV" --outputs_path "$O/vanilla.nopretrain.dev.predictions" $C ${RUN_ARGS:-} ;;
     vanilla_eval_test_without_pretrain)
-      run "$t" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
-        --eval_corpus_path "$TEST" --outputs_path "$O/vanilla.nopretrain.test.predictions" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
+        --eval_corpus_path "$TEST" --outputs_path "$O/vanilla.nopretrain.test.predictions" $C ${RUN_ARGS:-} ;;
     *_finetune_with_pretrain)
       local v=${t%_finetune_with_pretrain}
-      run "$t" "$PY" src/run.py finetune "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.pretrain.params" \
-        --writing_params_path "$O/$v.finetune.params" --finetune_corpus_path "$TRAIN" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py finetune "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.pretrain.params" \
+        --writing_params_path "$O/$v.finetune.params" --finetune_corpus_path "$TRAIN" $C ${RUN_ARGS:-} ;;
     *_eval_dev_with_pretrain)
       local v=${t%_eval_dev_with_pretrain}
-      run "$t" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
-        --eval_corpus_path "$DEV" --outputs_path "$O/$v.pretrain.dev.predictions" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
+        --eval_corpus_path "$DEV" --outputs_path "$O/$v.pretrain.dev.predictions" $C ${RUN_ARGS:-} ;;
     *_eval_test_with_pretrain)
       local v=${t%_eval_test_with_pretrain}
-      run "$t" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
-        --eval_corpus_path "$TEST" --outputs_path "$O/$v.pretrain.test.predictions" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
+        --eval_corpus_path "$TEST" --outputs_path "$O/$v.pretrain.test.predictions" $C ${RUN_ARGS:-} ;;
     *_pretrain)  # after the *_with_pretrain patterns, which it would also match
       local v=${t%_pretrain}
-      run "$t" "$PY" src/run.py pretrain "$v" "$W" $(bottleneck "$v") --pretrain_lr 6e-3 \
-        --writing_params_path "$O/$v.pretrain.params" ${RUN_ARGS:-} ;;
+      run "$L" "$PY" src/run.py pretrain "$v" "$W" $(bottleneck "$v") --pretrain_lr 6e-3 \
+        --writing_params_path "$O/$v.pretrain.params" $C ${RUN_ARGS:-} ;;
     london_baseline)
-      run "$t" "$PY" src/london_baseline.py --eval_corpus_path "$DEV" --outputs_path "$O/london_baseline_accuracy.txt" ;;
+      run "$L" "$PY" src/london_baseline.py --eval_corpus_path "$DEV" \
+        --outputs_path "$O/london_baseline_accuracy.txt" ;;
     *) echo "error: unknown target '$t' (./run.sh help lists them)" >&2; exit 2 ;;
   esac
 }
@@ -133,11 +158,14 @@ all() {
 }
 
 help() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
   echo
-  echo "Targets:"
+  if [ "$COURSE" = cs224n ]; then echo "Targets (./run.sh --course xcs224n help lists XCS224N's):"
+  else echo "Targets of $COURSE:"; fi
   plan | while read -r name output _; do printf "  %-36s -> %s\n" "$name" "$output"; done
   echo "  all                                  every target above in order, skipping those already up to date"
+  echo "  XCS224N's handout spellings: vanilla_finetime_without_pretrain = vanilla_finetune_without_pretrain,"
+  echo "  synthesizer_finetrain_with_pretrain = synthesizer_finetune_with_pretrain"
 }
 
 # ---------------------------------------------------------------- demo: the experiment in minutes on a CPU
@@ -210,10 +238,17 @@ demo_augmentation() {
 while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
   case "$1" in
     --synthetic) SYNTHETIC=1 ;;
+    --course) [ $# -gt 1 ] || { echo "error: --course needs cs224n or xcs224n" >&2; exit 2; }; COURSE=$2; shift ;;
+    --course=*) COURSE=${1#--course=} ;;
     *) echo "error: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+case "$COURSE" in
+  cs224n) ;;
+  xcs224n) VARIANTS="vanilla synthesizer" ;;  # the XCS224N handout's runs
+  *) echo "error: unknown course '$COURSE' (cs224n or xcs224n)" >&2; exit 2 ;;
+esac
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case "$cmd" in

@@ -11,6 +11,7 @@ CharCorruptionDataset.corrupt (SPEC §3):
     m ~ U{low(n)..high(n)}      (dataset.masked_length_range; a doc of length 1 masks itself)
     p ~ U{0..n-m}               prefix length
     s = doc[:p] ⁇ doc[p+m:n] ⁇ doc[p:p+m] □□□,  x = s[:-1], y = s[1:]
+    (course xcs224n: s = doc[:p] ⁇ doc[p+m:n] ⁇ doc[p:p+m] ⁇ □□□, see course.py)
 
 The documents are encoded once into a padded (N_docs, max_len) tensor on the device
 (only the first `longest` characters can ever be used). Per batch, one torch.Generator
@@ -85,7 +86,8 @@ class CorruptionBatches:
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
         self.block_size = dataset.block_size
-        self.shortest, self.longest = truncation_range(self.block_size)
+        self.shortest, self.longest = truncation_range(self.block_size, dataset.course)
+        self.mask_after_content = dataset.course.mask_after_content
         ids, lengths = encode_documents(dataset.data, dataset.stoi, self.longest)
         self.docs = ids.to(self.device)  # (N, max_len) int32
         self.lengths = lengths.to(self.device)  # (N,)
@@ -161,6 +163,10 @@ class CorruptionBatches:
                              j - second_mask - 1 + p))  # masked content, after the second ⁇
         source = source.clamp(0, self.docs.size(1) - 1)  # (B, T+1); out-of-range spots are overwritten
         s = torch.gather(self.docs.index_select(0, doc_idx), 1, source).long()  # (B, T+1)
-        s = torch.where((j == first_mask) | (j == second_mask), self.mask_id, s)
-        s = torch.where(j > n + 1, self.pad_id, s)  # s has n + 2 characters before the padding
+        masks = (j == first_mask) | (j == second_mask)
+        end = n + 2  # s has n + 2 characters before the padding
+        if self.mask_after_content:  # and a third mask after the masked content
+            masks, end = masks | (j == end), end + 1
+        s = torch.where(masks, self.mask_id, s)
+        s = torch.where(j >= end, self.pad_id, s)
         return s[:, :-1].contiguous(), s[:, 1:].contiguous()  # (B, T) each

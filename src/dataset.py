@@ -14,6 +14,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
+from course import CS224N, COURSES, get_course
 from utils import UserError, read_text
 
 PAD_CHAR = "\u25A1"  # "□", id 0: padding, ignored by the loss
@@ -31,10 +32,10 @@ def build_vocab(corpus):
     return {ch: i for i, ch in enumerate(itos)}, itos
 
 
-def truncation_range(block_size):
-    """(shortest, longest) truncated document length: [4, int(block_size*7/8)], capped so
-    that the document and its two masks fit in a block."""
-    longest = min(int(block_size * 7 / 8), block_size - 2)
+def truncation_range(block_size, course=CS224N):
+    """(shortest, longest) truncated document length: [4, int(block_size*7/8)] (XCS224N: 3/4),
+    capped so that the document and its masks fit in a block."""
+    longest = min(int(block_size * course.truncation_fraction), block_size - course.n_masks)
     return min(4, longest), longest
 
 
@@ -44,14 +45,16 @@ def masked_length_range(doc_len):
 
 
 class CharCorruptionDataset(Dataset):
-    """Span corruption: `prefix ⁇ suffix ⁇ masked_content □□□`, learned left to right.
+    """Span corruption: `prefix ⁇ suffix ⁇ masked_content □□□`, learned left to right
+    (course "xcs224n": `prefix ⁇ suffix ⁇ masked_content ⁇ □□□`, see course.py).
 
     data: the corpus, one document per non-empty line. Item idx -> (x, y), two
     LongTensors of length block_size-1.
     """
 
-    def __init__(self, data, block_size):
+    def __init__(self, data, block_size, course=CS224N):
         self.MASK_CHAR, self.PAD_CHAR = MASK_CHAR, PAD_CHAR
+        self.course = get_course(course)
         self.stoi, self.itos = build_vocab(data)
         self.vocab_size = len(self.itos)
         self.block_size = block_size
@@ -66,7 +69,7 @@ class CharCorruptionDataset(Dataset):
 
     def corrupt(self, document, rng=random):
         """The corrupted string s (length block_size) for one document."""
-        shortest, longest = truncation_range(self.block_size)
+        shortest, longest = truncation_range(self.block_size, self.course)
         document = document[:rng.randint(shortest, longest)]
         n = len(document)
         masked_len = rng.randint(*masked_length_range(n)) if n > 1 else n
@@ -75,6 +78,8 @@ class CharCorruptionDataset(Dataset):
         masked_content = document[prefix_len:prefix_len + masked_len]
         suffix = document[prefix_len + masked_len:]
         s = prefix + MASK_CHAR + suffix + MASK_CHAR + masked_content
+        if self.course.mask_after_content:
+            s += MASK_CHAR
         return s + PAD_CHAR * (self.block_size - len(s))
 
     def __getitem__(self, idx):
@@ -139,10 +144,11 @@ class NameDataset(Dataset):
 
 
 def find_data_file(name):
-    """The first of name, data/name, data/synthetic/name that exists (repo root or cwd)."""
+    """The first of name, data/name, data/synthetic/name that exists (repo root or cwd), then
+    src/data/name (XCS224N's layout)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for folder in (".", "data", os.path.join("data", "synthetic"), repo, os.path.join(repo, "data"),
-                   os.path.join(repo, "data", "synthetic")):
+                   os.path.join(repo, "data", "synthetic"), os.path.join(repo, "src", "data")):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             return path
@@ -150,9 +156,10 @@ def find_data_file(name):
                     f"files, or run `python data/make_synthetic_corpus.py` for the synthetic corpus)")
 
 
-def main():
+def main(course="cs224n"):
     parser = argparse.ArgumentParser(description="Print a few decoded examples of a dataset.")
     parser.add_argument("dataset_type", choices=["namedata", "charcorruption"])
+    parser.add_argument("--course", choices=list(COURSES), default=course, help="span corruption of this course")
     parser.add_argument("--corpus_path", default=None, help="pretraining corpus (default: wiki.txt)")
     parser.add_argument("--finetune_corpus_path", default=None,
                         help="question<TAB>answer file for namedata (default: birth_places_train.tsv)")
@@ -160,7 +167,7 @@ def main():
     parser.add_argument("--examples", type=int, default=4)
     args = parser.parse_args()
     corpus_path = args.corpus_path or find_data_file("wiki.txt")
-    corruption = CharCorruptionDataset(read_text(corpus_path, "pretraining corpus"), args.block_size)
+    corruption = CharCorruptionDataset(read_text(corpus_path, "pretraining corpus"), args.block_size, args.course)
     if args.dataset_type == "namedata":
         path = args.finetune_corpus_path or find_data_file("birth_places_train.tsv")
         dataset = NameDataset(corruption, read_text(path, "finetuning corpus"), source=path)

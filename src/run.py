@@ -22,11 +22,12 @@ import time
 import distributed
 import speed
 from corruption import CorruptionBatches
+from course import COURSES
 from dataset import CharCorruptionDataset, NameDataset
 from decoding import encode_question, predict_places
 from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, GPTConfig, config_for_variant
 from params import load_params, save_params
-from trainer import Interrupted, Trainer, TrainerConfig
+from trainer import Interrupted, Trainer
 from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
                    set_seed)
 
@@ -45,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--finetune_lr", type=float, default=6e-4)
     p.add_argument("--bottleneck_dim", type=int, default=32)
     p.add_argument("--tb_expt_name", default="run", help="TensorBoard run name under expt/")
+    p.add_argument("--course", choices=list(COURSES), default="cs224n",
+                   help="the recipe of this course (src/course.py): xcs224n truncates to 3/4 of the block, "
+                        "closes the masked content with a third MASK, and pretrains on XCS's unclamped schedule")
     # the project's own options; their defaults are the recipe
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
     p.add_argument("--seed", type=int, default=0)
@@ -135,6 +139,21 @@ def require(value, flag, function):
     return value
 
 
+def use_speed(trainer_config, setup, dataset):
+    """Give trainer_config the fast paths of setup (read when training starts), and for span corruption
+    the batched loader: whole batches corrupted at once with tensor ops on the training device, not
+    example by example in Python; each rank of a distributed run builds its share of every step's batch."""
+    trainer_config.device = setup.device
+    trainer_config.amp_dtype = setup.amp_dtype
+    trainer_config.fused_adamw = setup.fused_adamw
+    trainer_config.num_workers = setup.num_workers
+    trainer_config.log_every = 10 if setup.device.type == "cuda" else 1
+    trainer_config.compile = setup.compile
+    if setup.batched_corruption and isinstance(dataset, CharCorruptionDataset):
+        trainer_config.train_loader = CorruptionBatches(dataset, trainer_config.batch_size, device=setup.device,
+                                                        rank=distributed.rank(), world_size=distributed.world_size())
+
+
 def train(model, dataset, trainer_config, setup, args):
     trainer_config.resume_path = args.writing_params_path + ".ckpt"
     trainer_config.save_every = args.save_every
@@ -142,12 +161,7 @@ def train(model, dataset, trainer_config, setup, args):
     trainer_config.resume = args.resume
     if args.resume and not os.path.exists(trainer_config.resume_path):
         print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
-    trainer_config.device = setup.device
-    trainer_config.amp_dtype = setup.amp_dtype
-    trainer_config.fused_adamw = setup.fused_adamw
-    trainer_config.num_workers = setup.num_workers
-    trainer_config.log_every = 10 if setup.device.type == "cuda" else 1
-    trainer_config.compile = setup.compile
+    use_speed(trainer_config, setup, dataset)
     started = time.time()
     try:
         Trainer(model, dataset, None, trainer_config).train()
@@ -175,18 +189,9 @@ def finish(model, args, itos):
 def pretrain(args, setup, pretrain_dataset, model):
     out = require(args.writing_params_path, "--writing_params_path", "pretrain")
     check_output_dir(out, "--writing_params_path")  # before training, not after
-    block = args.block_size
-    config = TrainerConfig(max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
-                           learning_rate=args.pretrain_lr, lr_decay=True, warmup_tokens=512 * 20,
-                           # the recipe's 650 epochs by default; a shorter run still decays to its end
-                           final_tokens=args.pretrain_epochs * len(pretrain_dataset) * block,
-                           writer=tensorboard_writer(args),
-                           desc="pretrain")
-    if setup.batched_corruption:
-        # whole batches corrupted at once with tensor ops on the training device, not example by example
-        # in Python; each rank of a distributed run builds its share of every step's batch
-        config.train_loader = CorruptionBatches(pretrain_dataset, config.batch_size, device=setup.device,
-                                                rank=distributed.rank(), world_size=distributed.world_size())
+    config = pretrain_dataset.course.pretrain_config(
+        len(pretrain_dataset), args.block_size, max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
+        learning_rate=args.pretrain_lr, writer=tensorboard_writer(args), desc="pretrain")
     train(model, pretrain_dataset, config, setup, args)
     finish(model, args, pretrain_dataset.itos)
 
@@ -198,11 +203,10 @@ def finetune(args, setup, pretrain_dataset, model):
     finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
     if args.reading_params_path:
         load_params(model, args.reading_params_path, args.variant, pretrain_dataset.itos)
-    epochs = args.finetune_epochs or (10 if args.reading_params_path else 75)
-    config = TrainerConfig(max_epochs=epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
-                           lr_decay=True, warmup_tokens=512 * 20,
-                           final_tokens=200 * len(pretrain_dataset) * args.block_size,
-                           writer=tensorboard_writer(args), desc="finetune")
+    config = pretrain_dataset.course.finetune_config(
+        len(pretrain_dataset), args.block_size, pretrained=bool(args.reading_params_path),
+        max_epochs=args.finetune_epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
+        writer=tensorboard_writer(args), desc="finetune")
     train(model, finetune_dataset, config, setup, args)
     finish(model, args, pretrain_dataset.itos)
 
@@ -256,7 +260,7 @@ def main(argv=None):
     setup = setup_speed(args)
     corpus = read_text(args.pretrain_corpus_path, "pretraining corpus")
     # the vocabulary always comes from the pretraining corpus
-    pretrain_dataset = CharCorruptionDataset(corpus, args.block_size)
+    pretrain_dataset = CharCorruptionDataset(corpus, args.block_size, course=args.course)
     model = build_model(args, setup, pretrain_dataset.vocab_size)
     {"pretrain": pretrain, "finetune": finetune, "evaluate": evaluate}[args.function](
         args, setup, pretrain_dataset, model)

@@ -33,6 +33,7 @@ class TrainerConfig:
     lr_decay = False
     warmup_tokens = 375e6
     final_tokens = 260e9
+    clamp_progress = True  # past final_tokens the lr stays at its floor; XCS224N's trainer lets it rise again
     # model state dict written (atomically) at the end of every epoch
     ckpt_path = None
     # full training state (model, optimizer, tokens, position, RNG) for --resume: written every
@@ -73,14 +74,17 @@ class NonFiniteLossError(UserError):
 
 def learning_rate_at(config, tokens):
     """Learning rate after `tokens` training tokens: linear warm-up over warmup_tokens,
-    then cosine decay that bottoms out at 10% of the base rate by final_tokens."""
+    then cosine decay that bottoms out at 10% of the base rate by final_tokens (and, with
+    clamp_progress off, follows the cosine up again after it, never below 10%)."""
     if not config.lr_decay:
         return config.learning_rate
     if tokens < config.warmup_tokens:
         multiplier = tokens / max(1, config.warmup_tokens)
     else:
         progress = (tokens - config.warmup_tokens) / max(1, config.final_tokens - config.warmup_tokens)
-        multiplier = max(0.1, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+        if config.clamp_progress:
+            progress = min(1.0, progress)
+        multiplier = max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
     return config.learning_rate * multiplier
 
 

@@ -111,3 +111,46 @@ def test_perceiver_year_does_not_need_rope(outputs, tmp_path):
 def test_unknown_year_is_an_error(tmp_path):
     result = collect("--year", "2022", "--out", str(tmp_path / "x.zip"))
     assert result.returncode != 0 and "2022" in result.stderr
+
+
+# ----------------------------------------------------------------------------- XCS224N (SPEC §11)
+
+XCS_CODE = [f"src/submission/{name}.py" for name in
+            ("__init__", "attention", "dataset", "helper", "model", "trainer", "utils")]
+XCS_OUTPUTS = EXPECTED["2021"][:3] + ["vanilla.pretrain.params", "vanilla.finetune.params",
+                                      "vanilla.pretrain.dev.predictions", "vanilla.pretrain.test.predictions",
+                                      "synthesizer.pretrain.params", "synthesizer.finetune.params",
+                                      "synthesizer.pretrain.dev.predictions", "synthesizer.pretrain.test.predictions"]
+
+
+def test_xcs_zips_its_handout_list_in_src_submission(outputs, tmp_path):
+    out = tmp_path / "xcs.zip"
+    result = collect("--course", "xcs224n", "--dir", str(outputs), "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = zipfile.ZipFile(out).namelist()
+    assert len(names) == len(set(names))
+    # the 18 files of the handout's Deliverables, and src/ that the package imports; no London baseline
+    assert set(XCS_CODE) <= set(names)
+    assert set(names) == src_files(ROOT) | {f"src/submission/{name}" for name in XCS_OUTPUTS}
+    assert zipfile.ZipFile(out).read("src/submission/synthesizer.pretrain.params") == \
+        b"contents of synthesizer.pretrain.params\n"
+
+
+def test_xcs_outputs_default_to_src_submission_and_are_not_zipped_as_code(outputs, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(os.path.join(ROOT, "src", "submission"), repo / "src" / "submission",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.params", "*.predictions"))
+    for name in XCS_OUTPUTS[:-1]:
+        shutil.copy(outputs / name, repo / "src" / "submission" / name)
+    shutil.copy(SCRIPT, repo / "collect_submission.sh")
+    script = str(repo / "collect_submission.sh")
+    result = collect("--course", "xcs224n", script=script)
+    assert result.returncode != 0 and XCS_OUTPUTS[-1] in result.stderr
+    assert "./run.sh --course xcs224n help" in result.stderr
+    assert collect("--course", "xcs224n", "--allow-partial", script=script).returncode == 0
+    names = zipfile.ZipFile(repo / "submission_xcs224n.zip").namelist()
+    assert sorted(names) == sorted(XCS_CODE + [f"src/submission/{name}" for name in XCS_OUTPUTS[:-1]])
+    # a CS224N zip leaves the XCS runs out: they are outputs, not code
+    assert collect("--year", "2021", "--dir", str(outputs), script=script).returncode == 0
+    names = zipfile.ZipFile(repo / "assignment5.zip").namelist()
+    assert not [n for n in names if n.endswith((".params", ".predictions")) and n.startswith("src/")]

@@ -1,5 +1,5 @@
-"""Tests for src/corruption.py: CorruptionBatches yields SPEC §3 examples, a batch at a
-time, with the same distribution as CharCorruptionDataset.corrupt."""
+"""Tests for src/corruption.py: CorruptionBatches yields SPEC §3 examples (§11 for the
+XCS224N profile), a batch at a time, with the same distribution as CharCorruptionDataset.corrupt."""
 import math
 import random
 from collections import Counter
@@ -12,6 +12,8 @@ from dataset import CharCorruptionDataset, masked_length_range, truncation_range
 
 PAD, MASK = "\u25A1", "\u2047"  # the SPEC's characters, spelled out independently
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+MASKS = {"cs224n": 2, "xcs224n": 3}  # per example (SPEC §3, §11)
+each_course = pytest.mark.parametrize("course", list(MASKS))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,8 +46,10 @@ def decode(ds, ids):
 
 
 def split_example(s):
-    """(prefix, suffix, masked_content) of an unpadded s = prefix ⁇ suffix ⁇ masked_content."""
-    prefix, suffix, masked = s.split(MASK)
+    """(prefix, suffix, masked_content) of an unpadded s = prefix ⁇ suffix ⁇ masked_content,
+    or prefix ⁇ suffix ⁇ masked_content ⁇ (xcs224n)."""
+    prefix, suffix, masked, *rest = s.split(MASK)
+    assert rest in ([], [""]), "nothing after the third mask"
     return prefix, suffix, masked
 
 
@@ -57,12 +61,13 @@ def example_stats(s):
 
 def batch_stats(ds, x, y):
     """(n, m, p) LongTensors (B,) of a batch, computed with tensor ops (PAD only at the end
-    and exactly two MASKs are checked elsewhere)."""
+    and the number of MASKs are checked elsewhere)."""
     s = torch.cat([x, y[:, -1:]], dim=1)  # (B, T+1)
     mask_id, pad_id = ds.stoi[MASK], ds.stoi[PAD]
-    n = (s != pad_id).sum(1) - 2
-    first = (s == mask_id).long().argmax(1)
-    second = s.size(1) - 1 - (s == mask_id).long().flip(1).argmax(1)
+    n = (s != pad_id).sum(1) - MASKS[ds.course.name]
+    masks_so_far = (s == mask_id).long().cumsum(1)
+    first = (masks_so_far == 1).long().argmax(1)
+    second = (masks_so_far == 2).long().argmax(1)
     return n.cpu(), (n + 1 - second).cpu(), first.cpu()
 
 
@@ -75,10 +80,10 @@ def check_example(ds, doc, x, y):
     assert len(s) == ds.block_size
     body = s.rstrip(PAD)
     assert PAD not in body, "PAD only at the end"
-    assert body.count(MASK) == 2, "exactly two masks"
+    assert body.count(MASK) == MASKS[ds.course.name], "two masks (xcs224n: three)"
     prefix, suffix, masked = split_example(body)
     truncated = prefix + masked + suffix
-    shortest, longest = truncation_range(ds.block_size)
+    shortest, longest = truncation_range(ds.block_size, ds.course)
     n = len(truncated)
     assert truncated == doc[:n], "prefix + masked + suffix is a prefix of the document"
     assert min(len(doc), shortest) <= n <= min(len(doc), longest)
@@ -87,10 +92,11 @@ def check_example(ds, doc, x, y):
     return n, len(masked), len(prefix)
 
 
+@each_course
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("block_size", [6, 9, 32, 128])
-def test_every_example_has_the_spec_properties(device, block_size):
-    ds = CharCorruptionDataset(mixed_corpus(), block_size)
+def test_every_example_has_the_spec_properties(device, block_size, course):
+    ds = CharCorruptionDataset(mixed_corpus(), block_size, course)
     batches = CorruptionBatches(ds, 64, device=device, shuffle=False, seed=block_size)
     for _ in range(3):  # epochs
         for b, (x, y) in enumerate(batches):
@@ -101,11 +107,13 @@ def test_every_example_has_the_spec_properties(device, block_size):
                 check_example(ds, ds.data[b * 64 + row], x[row].cpu(), y[row].cpu())
 
 
-def test_a_document_of_length_one_masks_itself():
-    ds = CharCorruptionDataset("a\nb\n", 8)
+@each_course
+def test_a_document_of_length_one_masks_itself(course):
+    ds = CharCorruptionDataset("a\nb\n", 8, course)
     x, y = next(iter(CorruptionBatches(ds, 2, shuffle=False, seed=0)))
+    close = MASK if course == "xcs224n" else ""  # the third mask, after the masked content
     assert [decode(ds, torch.cat([x[i], y[i, -1:]])) for i in range(2)] == \
-           [MASK + MASK + "a" + PAD * 5, MASK + MASK + "b" + PAD * 5]
+           [(MASK + MASK + char + close).ljust(8, PAD) for char in "ab"]
 
 
 def test_encode_documents_pads_and_cuts():
@@ -125,9 +133,10 @@ def test_len_counts_the_batches_like_a_dataloader(drop_last):
     assert len(batches) == len(torch.utils.data.DataLoader(ds, batch_size=10, drop_last=drop_last))
 
 
+@each_course
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_an_epoch_covers_every_document_once(shuffle):
-    ds = CharCorruptionDataset(long_corpus(n_docs=250), 32)
+def test_an_epoch_covers_every_document_once(shuffle, course):
+    ds = CharCorruptionDataset(long_corpus(n_docs=250), 32, course)
     batches = CorruptionBatches(ds, 64, shuffle=shuffle, seed=1)
     orders = []
     for _ in range(2):  # epochs
@@ -175,14 +184,16 @@ def test_seed_none_follows_torch_manual_seed():
     assert torch.equal(a[0], b[0])
 
 
-def test_every_truncation_length_is_hit():
-    ds = CharCorruptionDataset(long_corpus(n_docs=200), 128)
+@each_course
+def test_every_truncation_length_is_hit(course):
+    ds = CharCorruptionDataset(long_corpus(n_docs=200), 128, course)
     batches = CorruptionBatches(ds, 200, seed=0)
     lengths = Counter()
     for _ in range(40):  # 8000 draws, about 73 per length
         for x, y in batches:
             lengths.update(batch_stats(ds, x, y)[0].tolist())
-    shortest, longest = truncation_range(128)
+    shortest, longest = truncation_range(128, ds.course)
+    assert (shortest, longest) == ((4, 112) if course == "cs224n" else (4, 96))
     assert sorted(lengths) == list(range(shortest, longest + 1))
 
 
@@ -254,9 +265,10 @@ def compare_distributions(ds, batches, k=30000):
     return results
 
 
+@each_course
 @pytest.mark.parametrize("block_size", [32, 128])
-def test_distribution_matches_the_per_example_dataset(block_size):
-    ds = CharCorruptionDataset(mixed_corpus(), block_size)
+def test_distribution_matches_the_per_example_dataset(block_size, course):
+    ds = CharCorruptionDataset(mixed_corpus(), block_size, course)
     results = compare_distributions(ds, CorruptionBatches(ds, 500, shuffle=False, seed=0))
     assert all(ok for _, ok, _ in results), results
 

@@ -1,5 +1,5 @@
-"""Tests for src/dataset.py: the vocabulary (SPEC §2), CharCorruptionDataset (§3),
-NameDataset (§4) and the `python src/dataset.py` demo."""
+"""Tests for src/dataset.py: the vocabulary (SPEC §2), CharCorruptionDataset (§3, and for the
+XCS224N profile of §11), NameDataset (§4) and the `python src/dataset.py` demo."""
 import os
 import random
 import statistics
@@ -16,6 +16,11 @@ from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAD, MASK = "\u25A1", "\u2047"  # the SPEC's characters, spelled out independently
+# SPEC §3 and §11 per course, spelled out independently of src/course.py:
+# (longest truncation of a block, number of masks in an example)
+COURSES = {"cs224n": (lambda block_size: int(block_size * 7 / 8), 2),
+           "xcs224n": (lambda block_size: int(block_size * 3 / 4), 3)}
+each_course = pytest.mark.parametrize("course", list(COURSES))
 
 
 def decode(ds, ids):
@@ -28,10 +33,11 @@ def unpadded(ds, x, y):
 
 
 def parts(ds, x, y):
-    """(prefix, suffix, masked_content) of s = prefix ⁇ suffix ⁇ masked_content."""
+    """(prefix, suffix, masked_content) of s = prefix ⁇ suffix ⁇ masked_content (xcs224n: then ⁇)."""
     pieces = unpadded(ds, x, y).split(MASK)
-    assert len(pieces) == 3, pieces
-    return tuple(pieces)
+    assert len(pieces) == COURSES[ds.course.name][1] + 1, pieces
+    assert pieces[3:] in ([], [""]), "nothing after the third mask"
+    return tuple(pieces[:3])
 
 
 # -----------------------------------------------------------------------------
@@ -63,7 +69,7 @@ def test_reserved_characters_refused(char, name):
 # §3 CharCorruptionDataset
 
 def check_item(ds, document, x, y):
-    """The numbered properties of SPEC §3 for one item of one document."""
+    """The numbered properties of SPEC §3 (§11 for xcs224n) for one item of one document."""
     bs = ds.block_size
     assert x.dtype == torch.long and y.dtype == torch.long
     assert x.shape == (bs - 1,) and y.shape == (bs - 1,)
@@ -71,17 +77,19 @@ def check_item(ds, document, x, y):
     s = decode(ds, torch.cat([x, y[-1:]]))
     core = s.rstrip(PAD)
     assert PAD not in core  # PADs only at the end
-    assert core.count(MASK) == 2
+    longest, masks = COURSES[ds.course.name]
+    assert core.count(MASK) == masks
     prefix, suffix, masked = parts(ds, x, y)
     truncated = prefix + masked + suffix
     assert document.startswith(truncated)
-    assert min(4, len(document)) <= len(truncated) <= int(bs * 7 / 8)
+    assert min(4, len(document)) <= len(truncated) <= longest(bs)
     return truncated, masked
 
 
-def test_documents_are_non_empty_lines():
+@each_course
+def test_documents_are_non_empty_lines(course):
     corpus = "first doc\n\nsecond doc\n\n\nthird\n"
-    ds = CharCorruptionDataset(corpus, 32)
+    ds = CharCorruptionDataset(corpus, 32, course)
     assert len(ds) == 3
     random.seed(0)
     for idx, doc in enumerate(["first doc", "second doc", "third"]):
@@ -89,26 +97,29 @@ def test_documents_are_non_empty_lines():
             check_item(ds, doc, *ds[idx])
 
 
-def test_properties_on_a_long_document():
+@each_course
+def test_properties_on_a_long_document(course):
     doc = "".join(random.Random(1).choice("abcdefgh ") for _ in range(400))
-    ds = CharCorruptionDataset(doc + "\n", 128)
+    ds = CharCorruptionDataset(doc + "\n", 128, course)
     random.seed(2)
     for _ in range(300):
         check_item(ds, doc, *ds[0])
 
 
+@each_course
 @pytest.mark.parametrize("block_size", [32, 128])
-def test_truncation_covers_the_whole_range(block_size):
+def test_truncation_covers_the_whole_range(block_size, course):
     doc = "".join(random.Random(3).choice("xyz. ") for _ in range(300))
-    ds = CharCorruptionDataset(doc, block_size)
-    longest = int(block_size * 7 / 8)
+    ds = CharCorruptionDataset(doc, block_size, course)
+    longest = COURSES[course][0](block_size)
     random.seed(4)
     lengths = {len(check_item(ds, doc, *ds[0])[0]) for _ in range(3000)}
     assert lengths == set(range(4, longest + 1))
 
 
-def test_short_documents_are_used_whole():
-    ds = CharCorruptionDataset("abc\nxy\nq\n", 16)
+@each_course
+def test_short_documents_are_used_whole(course):
+    ds = CharCorruptionDataset("abc\nxy\nq\n", 16, course)
     random.seed(5)
     for idx, doc in enumerate(["abc", "xy", "q"]):
         for _ in range(30):
@@ -116,19 +127,22 @@ def test_short_documents_are_used_whole():
             assert truncated == doc
 
 
-def test_document_shorter_than_the_drawn_length_is_used_whole():
-    doc = "0123456789abcdefghij"  # 20 characters, block 128: drawn length uniform in [4, 112]
-    ds = CharCorruptionDataset(doc, 128)
+@each_course
+def test_document_shorter_than_the_drawn_length_is_used_whole(course):
+    doc = "0123456789abcdefghij"  # 20 characters, block 128: drawn length uniform in [4, 112] (xcs224n: 96)
+    ds = CharCorruptionDataset(doc, 128, course)
+    longest = COURSES[course][0](128)
     random.seed(6)
     lengths = [len(check_item(ds, doc, *ds[0])[0]) for _ in range(2000)]
     assert max(lengths) == 20 and min(lengths) == 4
-    expected_whole = (112 - 20 + 1) / (112 - 4 + 1)
+    expected_whole = (longest - 20 + 1) / (longest - 4 + 1)
     assert abs(lengths.count(20) / len(lengths) - expected_whole) < 0.04
 
 
-def test_masked_length_mean_is_a_quarter_and_varies():
+@each_course
+def test_masked_length_mean_is_a_quarter_and_varies(course):
     doc = "".join(random.Random(7).choice("abcdefghij ") for _ in range(300))
-    ds = CharCorruptionDataset(doc, 128)
+    ds = CharCorruptionDataset(doc, 128, course)
     random.seed(8)
     ratios, masked_lengths, truncated_lengths = [], [], []
     for _ in range(4000):
@@ -139,22 +153,24 @@ def test_masked_length_mean_is_a_quarter_and_varies():
     assert abs(statistics.mean(ratios) - 0.25) < 0.02
     assert abs(statistics.mean(masked_lengths) / statistics.mean(truncated_lengths) - 0.25) < 0.02
     # the masked length is random, also for a fixed truncated length
-    at_longest = [m for m, t in zip(masked_lengths, truncated_lengths) if t == 112]
+    at_longest = [m for m, t in zip(masked_lengths, truncated_lengths) if t == COURSES[course][0](128)]
     assert len(set(at_longest)) > 5
     assert len(set(masked_lengths)) > 20
 
 
-def test_items_vary_between_calls():
+@each_course
+def test_items_vary_between_calls(course):
     doc = "The quick brown fox jumps over the lazy dog, again and again and again."
-    ds = CharCorruptionDataset(doc, 64)
+    ds = CharCorruptionDataset(doc, 64, course)
     random.seed(9)
     seen = {tuple(ds[0][0].tolist()) for _ in range(50)}
     assert len(seen) > 10
 
 
-def test_reproducible_under_random_seed():
+@each_course
+def test_reproducible_under_random_seed(course):
     doc = "The quick brown fox jumps over the lazy dog, again and again and again."
-    ds = CharCorruptionDataset(doc, 64)
+    ds = CharCorruptionDataset(doc, 64, course)
     random.seed(10)
     first = [ds[0] for _ in range(5)]
     random.seed(10)
@@ -165,20 +181,22 @@ def test_reproducible_under_random_seed():
 document_text = st.text(alphabet="ab .,Z?", min_size=1, max_size=300)
 
 
+@each_course
 @settings(max_examples=60, deadline=None)
 @given(doc=document_text, block_size=st.integers(8, 256), seed=st.integers(0, 2**32 - 1))
-def test_corruption_properties_hypothesis(doc, block_size, seed):
-    ds = CharCorruptionDataset(doc + "\n", block_size)
+def test_corruption_properties_hypothesis(course, doc, block_size, seed):
+    ds = CharCorruptionDataset(doc + "\n", block_size, course)
     assert len(ds) == 1
     random.seed(seed)
     for _ in range(5):
         check_item(ds, doc, *ds[0])
 
 
+@each_course
 @settings(max_examples=30, deadline=None)
 @given(docs=st.lists(document_text, min_size=1, max_size=5), block_size=st.integers(8, 64))
-def test_every_document_is_an_item_hypothesis(docs, block_size):
-    ds = CharCorruptionDataset("\n\n".join(docs), block_size)
+def test_every_document_is_an_item_hypothesis(course, docs, block_size):
+    ds = CharCorruptionDataset("\n\n".join(docs), block_size, course)
     assert len(ds) == len(docs)
     for idx, doc in enumerate(docs):
         check_item(ds, doc, *ds[idx])

@@ -122,3 +122,49 @@ def test_demo_augmentation_writes_the_side_by_side_table(tmp_path):
     assert "--pretrain_epochs 1" in (out / "bios3" / "logs" / "pretrain.log").read_text()
     assert (out / "augmentation.png").is_file() and "| 3 |" in (out / "augmentation.md").read_text()
     assert result.stdout.count("Demo results") == 2
+
+
+# ----------------------------------------------------------------------------- XCS224N (SPEC §11)
+
+# the XCS handout's names that CS224N spells otherwise (its others are SPEC §9's)
+XCS_SPELLINGS = ["vanilla_finetime_without_pretrain", "synthesizer_finetrain_with_pretrain"]
+
+
+def test_xcs_help_lists_its_runs_and_outputs_in_src_submission():
+    result = run_sh("--course", "xcs224n", "help")
+    assert result.returncode == 0, result.stderr
+    written = {line.split()[0]: line.split("->")[1].strip() for line in result.stdout.splitlines() if "->" in line}
+    assert written["synthesizer_finetune_with_pretrain"] == "src/submission/synthesizer.finetune.params"
+    assert written["vanilla_eval_test_without_pretrain"] == "src/submission/vanilla.nopretrain.test.predictions"
+    assert "rope_pretrain" not in written and "perceiver_pretrain" not in written
+    assert all(name in result.stdout for name in XCS_SPELLINGS)
+    assert run_sh("--course", "nope", "help").returncode == 2
+
+
+def test_handout_spellings_are_targets(tmp_path):
+    """The CS224N recipe by default, its commands unchanged; the XCS spellings are known targets."""
+    env = tiny_env(tmp_path)
+    result = run_sh("--synthetic", "vanilla_finetime_without_pretrain", env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "results" / "synthetic" / "vanilla.model.params").is_file()
+    log = (tmp_path / "results" / "logs" / "vanilla_finetune_without_pretrain.log").read_text()
+    assert "--course" not in log
+    # known names: with no data they fail on wiki.txt, not as unknown targets
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    for target in XCS_SPELLINGS:
+        result = run_sh("--course", "xcs224n", target, env={"DATA_DIR": str(empty)})
+        assert result.returncode == 1 and "wiki.txt not found" in result.stderr, (target, result.stderr)
+
+
+def test_xcs_course_runs_pretrain_and_finetune_with_its_recipe(tmp_path):
+    env = tiny_env(tmp_path)
+    for target in ("synthesizer_pretrain", "synthesizer_finetrain_with_pretrain"):
+        result = run_sh("--synthetic", "--course", "xcs224n", target, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = tmp_path / "results" / "synthetic" / "xcs224n"
+    assert (out / "synthesizer.pretrain.params").is_file() and (out / "synthesizer.finetune.params").is_file()
+    logs = tmp_path / "results" / "logs" / "xcs224n"
+    assert "--course xcs224n" in (logs / "synthesizer_pretrain.log").read_text()
+    assert "--course xcs224n" in (logs / "synthesizer_finetune_with_pretrain.log").read_text()
+    assert not (tmp_path / "results" / "logs" / "synthesizer_pretrain.log").exists()  # CS224N's logs untouched

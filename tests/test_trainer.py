@@ -1,4 +1,4 @@
-"""Tests for src/trainer.py (SPEC §6, and the schedule of §7)."""
+"""Tests for src/trainer.py (SPEC §6, and the schedule of §7; the XCS224N recipe of §11)."""
 import math
 import os
 import re
@@ -11,6 +11,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 import trainer
+from course import get_course
 from model import GPT, GPTConfig
 from trainer import NonFiniteLossError, Trainer, TrainerConfig, learning_rate_at, make_optimizer
 from utils import UserError, set_seed
@@ -39,6 +40,7 @@ def test_trainer_config_defaults():
     assert tuple(cfg.betas) == (0.9, 0.95)
     assert cfg.grad_norm_clip == 1.0 and cfg.weight_decay == 0.1 and cfg.lr_decay is False
     assert cfg.ckpt_path is None and cfg.writer is None
+    assert cfg.clamp_progress is True
 
 
 @pytest.mark.parametrize("tokens,multiplier", [
@@ -75,6 +77,51 @@ def test_learning_rate_after_first_pretraining_epoch_of_the_recipe():
     cfg = TrainerConfig(learning_rate=6e-3, lr_decay=True, warmup_tokens=512 * 20, final_tokens=650 * 2937 * 128)
     assert learning_rate_at(cfg, 2937 * 127) == pytest.approx(5.99997e-03, abs=5e-9)
     assert learning_rate_at(cfg, 512 * 10) == pytest.approx(3e-3)
+
+
+# SPEC §7 and §11 on the real corpus: 2937 documents, block 128; epoch 1 = 23 batches, 2937 * 127 targets
+EPOCH = 2937 * 127
+
+
+@pytest.mark.parametrize("course,final_epochs,after_epoch_1,after_epoch_650", [
+    ("cs224n", 650, 5.99997e-03, 6e-4),  # clamped: the 10% floor, reached at the very end
+    ("xcs224n", 200, 5.999655e-03, 7.18e-4),  # a public XCS224N log: 5.999655e-03 after epoch 1, 7.18e-4 at 650
+])
+def test_pretraining_schedule_of_each_course(course, final_epochs, after_epoch_1, after_epoch_650):
+    cfg = get_course(course).pretrain_config(2937, 128)
+    assert cfg.final_tokens == final_epochs * 2937 * 128  # xcs224n: 75,187,200
+    assert (cfg.max_epochs, cfg.batch_size, cfg.learning_rate, cfg.warmup_tokens) == (650, 128, 6e-3, 10240)
+    assert cfg.clamp_progress == (course == "cs224n")
+    assert learning_rate_at(cfg, EPOCH) == pytest.approx(after_epoch_1, abs=5e-9)
+    assert learning_rate_at(cfg, 650 * EPOCH) == pytest.approx(after_epoch_650, abs=5e-7)
+
+
+def test_unclamped_schedule_rises_again_after_final_tokens():
+    xcs, cs = get_course("xcs224n").pretrain_config(2937, 128), get_course("cs224n").pretrain_config(2937, 128)
+    cs.final_tokens = xcs.final_tokens  # the same schedule, clamped or not
+    final, span = xcs.final_tokens, xcs.final_tokens - xcs.warmup_tokens
+    assert learning_rate_at(xcs, final) == learning_rate_at(cs, final) == pytest.approx(6e-4)
+    # the cosine climbs back over its 10% floor at progress 2 - acos(-0.8)/pi = 1.205
+    assert learning_rate_at(xcs, final + span // 10) == pytest.approx(6e-4)
+    for tokens in (final + span // 4, final + span // 2, final + span - 1):
+        assert learning_rate_at(cs, tokens) == pytest.approx(6e-4)  # stays at the floor
+        assert learning_rate_at(xcs, tokens) > 6e-4 + 1e-5  # rises again
+    assert learning_rate_at(xcs, final + span // 2) == pytest.approx(3e-3)  # cos(1.5 pi) = 0: half the rate
+    assert learning_rate_at(xcs, final + span) == pytest.approx(6e-3)  # back at the full rate at 2 x final
+    rising = [learning_rate_at(xcs, final + k * span // 100) for k in range(21, 101)]
+    assert all(a < b for a, b in zip(rising, rising[1:]))
+    # below the floor, the cosine is cut at 10% either way
+    before = final - span // 100
+    assert learning_rate_at(xcs, before) == learning_rate_at(cs, before) == pytest.approx(6e-4)
+
+
+@pytest.mark.parametrize("course", ["cs224n", "xcs224n"])
+@pytest.mark.parametrize("pretrained,epochs", [(False, 75), (True, 10)])
+def test_finetuning_recipe_of_each_course(course, pretrained, epochs):
+    cfg = get_course(course).finetune_config(2937, 128, pretrained=pretrained)
+    assert (cfg.max_epochs, cfg.batch_size, cfg.learning_rate) == (epochs, 256, 6e-4)
+    assert cfg.lr_decay and cfg.warmup_tokens == 10240 and cfg.final_tokens == 200 * 2937 * 128
+    assert cfg.clamp_progress == (course == "cs224n")
 
 
 # -----------------------------------------------------------------------------
