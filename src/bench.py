@@ -6,7 +6,8 @@ Speed measurements of the three hot paths, fast against plain:
     python src/bench.py eval  [--plain] [--device D] [--questions N] [--params P]  -> questions_per_s
 
 Each measurement prints ONE JSON object on stdout (notes go to stderr), with `what`,
-`variant`, `device`, `path` ("fast" or "plain"), the figure, and its context.
+`variant`, `device`, `path` ("fast" or "plain"), the figure, its context, and the peak
+memory so far (`peak_rss_mib`; on CUDA also `peak_cuda_allocated_mib`).
 
 train  optimizer steps of the full recipe shape by default (batch 128, block 128, 4/8/256,
        AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
@@ -32,6 +33,7 @@ import importlib.util
 import json
 import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -98,6 +100,14 @@ def context(args, device, fast):
     if cuda:
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def peak_memory(device):
+    """The process's peak resident memory so far (CPU), and the peak of CUDA allocations (GPU), in MiB."""
+    memory = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    if device.type == "cuda":
+        memory["peak_cuda_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return memory
 
 
 # data -----------------------------------------------------------------------------------------
@@ -295,7 +305,7 @@ def main(argv=None):
                 figures = bench_data(args, device, fast, corpus)
             else:
                 figures = bench_eval(args, device, fast, corpus, dev_path)
-            result = {**context(args, device, fast), **figures}
+            result = {**context(args, device, fast), **figures, **peak_memory(device)}
             result["corpus"] = args.corpus or "synthetic"
             if args.what == "eval":
                 result["dev"] = args.dev or "synthetic"

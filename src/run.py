@@ -21,7 +21,6 @@ import time
 
 import distributed
 import speed
-from corruption import CorruptionBatches
 from course import COURSES
 from dataset import CharCorruptionDataset, NameDataset
 from decoding import encode_question, predict_places
@@ -139,21 +138,6 @@ def require(value, flag, function):
     return value
 
 
-def use_speed(trainer_config, setup, dataset):
-    """Give trainer_config the fast paths of setup (read when training starts), and for span corruption
-    the batched loader: whole batches corrupted at once with tensor ops on the training device, not
-    example by example in Python; each rank of a distributed run builds its share of every step's batch."""
-    trainer_config.device = setup.device
-    trainer_config.amp_dtype = setup.amp_dtype
-    trainer_config.fused_adamw = setup.fused_adamw
-    trainer_config.num_workers = setup.num_workers
-    trainer_config.log_every = 10 if setup.device.type == "cuda" else 1
-    trainer_config.compile = setup.compile
-    if setup.batched_corruption and isinstance(dataset, CharCorruptionDataset):
-        trainer_config.train_loader = CorruptionBatches(dataset, trainer_config.batch_size, device=setup.device,
-                                                        rank=distributed.rank(), world_size=distributed.world_size())
-
-
 def train(model, dataset, trainer_config, setup, args):
     trainer_config.resume_path = args.writing_params_path + ".ckpt"
     trainer_config.save_every = args.save_every
@@ -161,7 +145,7 @@ def train(model, dataset, trainer_config, setup, args):
     trainer_config.resume = args.resume
     if args.resume and not os.path.exists(trainer_config.resume_path):
         print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
-    use_speed(trainer_config, setup, dataset)
+    setup.configure(trainer_config, dataset)
     started = time.time()
     try:
         Trainer(model, dataset, None, trainer_config).train()

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+import distributed
+from corruption import CorruptionBatches
+from dataset import CharCorruptionDataset
+
 
 def cpu_has_bf16_matmul():
     """Does this CPU have bf16 matrix units? torch asks CPUID for AMX tiles (amx_tile in
@@ -40,6 +44,21 @@ class Speed:
                 f"fused attention: {on(self.fused_attention)} | TF32: {on(self.tf32)} | "
                 f"batched KV-cache decoding: {on(self.batched_decoding)} | "
                 f"batched span corruption: {on(self.batched_corruption)} | torch.compile: {on(self.compile)}")
+
+    def configure(self, trainer_config, dataset):
+        """Give trainer_config these fast paths (read when training starts), and for span corruption
+        the batched loader: whole batches corrupted at once with tensor ops on the training device, not
+        example by example in Python; each rank of a distributed run builds its share of every step."""
+        trainer_config.device = self.device
+        trainer_config.amp_dtype = self.amp_dtype
+        trainer_config.fused_adamw = self.fused_adamw
+        trainer_config.num_workers = self.num_workers
+        trainer_config.log_every = 10 if self.device.type == "cuda" else 1  # each read-out syncs with the GPU
+        trainer_config.compile = self.compile
+        if self.batched_corruption and isinstance(dataset, CharCorruptionDataset):
+            trainer_config.train_loader = CorruptionBatches(dataset, trainer_config.batch_size, device=self.device,
+                                                            rank=distributed.rank(),
+                                                            world_size=distributed.world_size())
 
 
 def on(flag):

@@ -38,6 +38,7 @@ def test_bench_prints_one_json_object_per_measurement(capsys, corpus, what, plai
         assert result["what"] == what and result["variant"] == "vanilla" and result["device"] == "cpu"
         assert result["path"] == ("plain" if plain else "fast")
         assert result[FIGURE[what]] > 0
+        assert 10 < result["peak_rss_mib"] < 100_000  # torch alone takes some hundreds of MiB
     if what == "eval":
         assert results[0]["questions"] == 3
 

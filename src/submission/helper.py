@@ -14,7 +14,6 @@ import speed
 from dataset import NameDataset
 from model import GPT
 from params import infer_variant, load_params, save_params
-from run import use_speed
 from trainer import Trainer
 from utils import read_text, resolve_device
 
@@ -64,6 +63,6 @@ def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_
 
 def train(model, writing_params_path, trainer):
     """Train, then write model's params to writing_params_path (a state dict, as src/run.py writes it)."""
-    use_speed(trainer.config, speed.resolve(trainer.device), trainer.train_dataset)
+    speed.resolve(trainer.device).configure(trainer.config, trainer.train_dataset)
     trainer.train()
     save_params(model, writing_params_path, variant_of(model), trainer.train_dataset.itos)
