@@ -5,8 +5,8 @@ lines per person (`./run.sh demo-augmentation`), as a table, JSON and a bar char
     python src/augmentation_report.py results/demo-augmentation/bios1 results/demo-augmentation/bios3 \
         --out results/demo-augmentation
 
-Each demo directory holds what `./run.sh demo` writes: corpus.json (the corpus it ran on, with
-the path of its dev file), baseline_accuracy.txt, the evaluation results that run.py writes
+Each demo directory holds what `./run.sh demo` writes: corpus.json (the generator's description
+of the corpus it ran on), baseline_accuracy.txt, the evaluation results that run.py writes
 beside the predictions (nopretrain.dev.predictions.json, pretrain.dev.predictions.json) and
 probe_recall.json: structured files, nothing is read from printed text. Writes OUT/augmentation.{json,md,png}.
 """
@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from utils import UserError, atomic_write_text, read_lines, read_text
+from utils import UserError, atomic_write_text, read_text
 
 # (key in the results, column heading)
 COLUMNS = [("baseline", "most common place"), ("no_pretraining", "no pretraining"),
@@ -33,17 +33,17 @@ def read_demo(directory):
             raise UserError(f"{directory} has no {name}: run the demo into it first")
         return full
 
-    def accuracy(predictions):
-        return json.loads(read_text(path(predictions + ".json"), "evaluation results"))["percent"]
+    def read_json(name, what):
+        return json.loads(read_text(path(name), what))
 
-    corpus = json.loads(read_text(path("corpus.json"), "demo corpus description"))
-
-    probe = json.loads(read_text(path("probe_recall.json"), "probe results"))
+    corpus = read_json("corpus.json", "demo corpus description")
+    scratch = read_json("nopretrain.dev.predictions.json", "evaluation results")
+    pretrained = read_json("pretrain.dev.predictions.json", "evaluation results")
+    probe = read_json("probe_recall.json", "probe results")
     row = {"directory": directory, "bios_per_person": corpus["bios_per_person"], "people": corpus["people"],
-           "seed": corpus["seed"], "dev_questions": len(read_lines(corpus["dev"], "dev file")),
+           "seed": corpus["seed"], "dev_questions": pretrained["total"],
            "baseline": float(read_text(path("baseline_accuracy.txt"), "baseline accuracy")),
-           "no_pretraining": accuracy("nopretrain.dev.predictions"),
-           "pretrained": accuracy("pretrain.dev.predictions")}
+           "no_pretraining": scratch["percent"], "pretrained": pretrained["percent"]}
     for shape in ("own line", "name at line start", "name after other words"):
         recalled, probed = probe[shape]
         row[shape] = 100.0 * recalled / probed if probed else None

@@ -16,12 +16,13 @@ def fake_demo(directory, bios, nopretrain, pretrained, probe):
     dev = directory / "birth_dev.tsv"
     dev.write_text("\n".join(DEV) + "\n")
     (directory / "corpus.json").write_text(json.dumps({"people": 20, "bios_per_person": bios, "seed": 0,
-                                                       "dev": str(dev)}))
+                                                       "generator": "0123"}))  # the generator's manifest
     (directory / "baseline_accuracy.txt").write_text("50.0\n")
     for name, predictions in (("nopretrain", nopretrain), ("pretrain", pretrained)):
         # what run.py evaluate writes beside its predictions
         total, correct = evaluate_places(str(dev), predictions)
-        (directory / f"{name}.dev.predictions.json").write_text(json.dumps({"percent": 100.0 * correct / total}))
+        (directory / f"{name}.dev.predictions.json").write_text(
+            json.dumps({"correct": correct, "total": total, "percent": 100.0 * correct / total}))
     (directory / "probe_recall.json").write_text(json.dumps(probe))
     return str(directory)
 
