@@ -10,6 +10,8 @@
 #                                  results/demo-augmentation/augmentation.{md,json,png}
 #   ./run.sh test                  the pytest suite
 #   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
+#   ./run.sh cpu_real              the real data's vanilla runs with a small model, about 2 h on 2 CPU cores:
+#                                  results/cpu_real/ (README, Real data)
 #   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
 #   ./run.sh --course xcs224n TARGET  XCS224N's recipe (src/course.py) and layout: outputs in src/submission/,
 #                                  real data also looked up in src/data/, logs in results/logs/xcs224n/, `all`
@@ -59,6 +61,7 @@ data_dir() {
 # outputs: handout file names in the repo root for real data (XCS224N: src/submission/), results/synthetic/
 # (results/synthetic/xcs224n/) otherwise
 out_dir() {
+  if [ -n "${OUT_DIR:-}" ]; then mkdir -p "$OUT_DIR"; echo "$OUT_DIR"; return; fi
   local O=.
   if [ "$SYNTHETIC" = 1 ]; then O="$RESULTS/synthetic"; [ "$COURSE" = cs224n ] || O="$O/$COURSE"; mkdir -p "$O"
   elif [ "$COURSE" = xcs224n ]; then O=src/submission; fi
@@ -92,7 +95,8 @@ target() {
   t=$(alias_of "$1"); D=$(data_dir); O=$(out_dir)
   local W="$D/wiki.txt" TRAIN="$D/birth_places_train.tsv" DEV="$D/birth_dev.tsv" TEST="$D/birth_test_inputs.tsv"
   # the recipe of the course for src/run.py, and its own logs; none of it for CS224N, whose commands stay as they were
-  local C="" L=$t
+  local C="" L=${LOGS:+$LOGS/$t.log}
+  L=${L:-$t}
   [ "$COURSE" = cs224n ] || { C="--course $COURSE"; L="$RESULTS/logs/$COURSE/$t.log"; }
   # shellcheck disable=SC2086
   case "$t" in
@@ -158,7 +162,7 @@ all() {
 }
 
 help() {
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
   echo
   if [ "$COURSE" = cs224n ]; then echo "Targets (./run.sh --course xcs224n help lists XCS224N's):"
   else echo "Targets of $COURSE:"; fi
@@ -231,6 +235,27 @@ demo_augmentation() {
   "$PY" src/augmentation_report.py "$O/bios1" "$O/bios$bios" --out "$O"
 }
 
+# ---------------------------------------------------------------- cpu_real: the real data in one sitting on a CPU
+# The assignment's runs for vanilla with a smaller model (2 layers, 4 heads, 96 dims) and no dropout; the
+# epochs, batch sizes, learning rates and schedules stay the handout's. Like `all`, a rerun skips finished
+# targets, and --resume continues an interrupted training from its checkpoint. Outputs: results/cpu_real/
+CPU_REAL_ARGS="--n_layer 2 --n_head 4 --n_embd 96 --dropout 0 --device cpu"
+cpu_real() {
+  [ "$COURSE" = cs224n ] || { echo "error: cpu_real is CS224N's recipe only" >&2; exit 2; }
+  local O="$RESULTS/cpu_real" D started=$SECONDS
+  D=$(data_dir)
+  OUT_DIR=$O LOGS=$O/logs VARIANTS=vanilla RUN_ARGS="$CPU_REAL_ARGS --resume --tb_expt_name cpu_real ${RUN_ARGS:-}" all
+  # is the dev people's birth place in the pretrained model, and from which prompts? (README, Results)
+  [ -f "$O/probe_recall.json" ] && [ "$O/vanilla.pretrain.params" -ot "$O/probe_recall.json" ] ||
+    run "$O/logs/probe_recall.log" "$PY" src/probe_recall.py "$O/vanilla.pretrain.params" "$D/wiki.txt" \
+      "$D/birth_dev.tsv" --json_path "$O/probe_recall.json"
+  echo
+  echo "cpu_real results (dev set, $CPU_REAL_ARGS, $(nproc) CPU cores; this invocation took $((SECONDS - started)) s):"
+  printf "  %-34s %s\n" "London baseline" "$(cat "$O/london_baseline_accuracy.txt")%"
+  printf "  %-34s %s\n" "vanilla without pretraining" "$(grep -o 'Correct: .*' "$O/logs/vanilla_eval_dev_without_pretrain.log" | tail -1)"
+  printf "  %-34s %s\n" "vanilla pretrained + finetuned" "$(grep -o 'Correct: .*' "$O/logs/vanilla_eval_dev_with_pretrain.log" | tail -1)"
+}
+
 # ---------------------------------------------------------------- dispatch
 while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
   case "$1" in
@@ -256,5 +281,6 @@ case "$cmd" in
   demo-augmentation) setup; demo_augmentation "$@" ;;
   report) setup; exec "$PY" src/report.py --logs "$RESULTS/logs" --out "$RESULTS" "$@" ;;
   all) setup; all ;;
+  cpu_real) setup; cpu_real ;;
   *) setup; target "$cmd" ;;
 esac
