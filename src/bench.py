@@ -47,7 +47,7 @@ from corruption import CorruptionBatches
 from dataset import CharCorruptionDataset
 from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
-from params import load_checked, model_description, read_state_dict
+from params import load_model, model_description, read_state_dict
 from trainer import TrainerConfig, make_optimizer
 from utils import UserError, read_lines, read_text, resolve_device, set_seed
 
@@ -239,24 +239,17 @@ def bench_train(args, setup, corpus):
 # eval -----------------------------------------------------------------------------------------
 
 def bench_eval(args, device, fast, corpus, dev_path):
-    itos = state_dict = None
-    if args.params:
-        state_dict = read_state_dict(args.params)
-        found = model_description(state_dict)
-        if found:  # the model's own sizes and vocabulary
-            args.variant = found["variant"]
-            for key in ("n_layer", "n_head", "n_embd", "block_size"):
-                setattr(args, key, found[key])
-            args.bottleneck_dim = found["bottleneck_dim"] or args.bottleneck_dim
-            itos = list(found["vocab"])
-        else:
+    if args.params:  # the model and, where the file describes it, the vocabulary come from the file
+        found = model_description(read_state_dict(args.params))
+        if not found:
             note(f"{args.params} does not describe its model: sizes from the options, vocabulary from the corpus")
-    if itos is None:
+        itos = list(found["vocab"]) if found else CharCorruptionDataset(corpus, args.block_size).itos
+        model = load_model(args.params, itos, fallback=model_config(args, len(itos), fast), fused_attention=fast)
+    else:
         itos = CharCorruptionDataset(corpus, args.block_size).itos
+        model = GPT(model_config(args, len(itos), fast))
     stoi = {c: i for i, c in enumerate(itos)}
-    model = GPT(model_config(args, len(itos), fast)).to(device)
-    if args.params:
-        load_checked(model, state_dict, args.params, args.variant, itos)
+    model.to(device)
     model.eval()
     rows = [line.split("\t") for line in read_lines(dev_path, "dev file")][:args.questions]
     questions = [row[0] for row in rows]
@@ -272,8 +265,9 @@ def bench_eval(args, device, fast, corpus, dev_path):
     synchronize(device)
     seconds = time.perf_counter() - started
     result = {"questions_per_s": len(questions) / seconds, "questions": len(questions), "seconds": seconds,
-              "model": args.params or "random init", "n_layer": args.n_layer, "n_head": args.n_head,
-              "n_embd": args.n_embd, "block_size": args.block_size,
+              "model": args.params or "random init", "variant": model.config.variant,
+              "n_layer": model.config.n_layer, "n_head": model.config.n_head, "n_embd": model.config.n_embd,
+              "block_size": model.config.block_size,
               "n_params": sum(p.numel() for p in model.parameters()), "fused_attention": fast,
               "decoder": "batched, KV cache" if fast else "one question at a time (utils.sample)",
               "batch_size": batch_size if fast else 1, "dtype": "float32", "tf32": fast and device.type == "cuda",

@@ -14,6 +14,9 @@ mask_after_softmax   zero the future attention weights after the softmax (naive:
 position_embedding   "learned" (pos_emb parameter) or "sinusoidal" (fixed, the Transformer paper's)
 shared_qk            one projection for queries and keys
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,44 +28,52 @@ EXPERIMENTS = ("mask_after_softmax", "position_embedding", "shared_qk")  # GPTCo
 POSITION_EMBEDDINGS = ("learned", "sinusoidal")
 
 
+@dataclass
 class GPTConfig:
-    """Hyperparameters; the defaults are the assignment's model."""
-    n_layer = 4
-    n_head = 8
-    n_embd = 256
-    embd_pdrop = 0.1
-    resid_pdrop = 0.1
-    attn_pdrop = 0.1
-    rope = False
-    perceiver = False
-    bottleneck_dim = None
-    synthesizer = False
-    fused_attention = False  # F.scaled_dot_product_attention instead of the plain path
+    """Everything that builds a GPT; the defaults are the assignment's model. A dataclass, so a misspelt
+    option is refused (TypeError); params files store it (params.py), so every tool rebuilds a model alike."""
+    vocab_size: int
+    block_size: int
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    embd_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    # the variant: at most one of these three is on (`variant` names it)
+    rope: bool = False
+    perceiver: bool = False
+    bottleneck_dim: Optional[int] = None  # the perceiver's number of latent slots m
+    synthesizer: bool = False
+    fused_attention: bool = False  # F.scaled_dot_product_attention instead of the plain path (same model)
     # experiments, see the module docstring
-    mask_after_softmax = False
-    position_embedding = "learned"
-    shared_qk = False
+    mask_after_softmax: bool = False
+    position_embedding: str = "learned"
+    shared_qk: bool = False
 
-    def __init__(self, vocab_size, block_size, **kwargs):
-        self.vocab_size = vocab_size
-        self.block_size = block_size
-        for k, v in kwargs.items():
-            setattr(self, k, v)
+    def __post_init__(self):
+        if self.rope + self.perceiver + self.synthesizer > 1:
+            raise ValueError("at most one of rope, perceiver and synthesizer can be on")
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(f"unknown position_embedding {self.position_embedding!r}; choose one of "
+                             f"{', '.join(POSITION_EMBEDDINGS)}")
+        if self.rope and self.position_embedding != "learned":
+            raise ValueError(f"position_embedding {self.position_embedding} does not apply to rope, "
+                             f"which has no position embedding (it rotates queries and keys instead)")
+        if self.synthesizer and self.shared_qk:
+            raise ValueError("shared_qk does not apply to synthesizer, whose attention has no queries or keys")
+
+    @property
+    def variant(self):
+        """One of VARIANTS, from the flags (the course's code sets them after construction)."""
+        return "rope" if self.rope else "perceiver" if self.perceiver else \
+            "synthesizer" if self.synthesizer else "vanilla"
 
 
 def config_for_variant(variant, vocab_size, block_size, bottleneck_dim=32, **kwargs):
-    """GPTConfig with the flags of one of VARIANTS set."""
+    """GPTConfig with the flag of one of VARIANTS set (bottleneck_dim: the perceiver's only)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    position_embedding = kwargs.get("position_embedding", GPTConfig.position_embedding)
-    if position_embedding not in POSITION_EMBEDDINGS:
-        raise ValueError(f"unknown position_embedding {position_embedding!r}; choose one of "
-                         f"{', '.join(POSITION_EMBEDDINGS)}")
-    if variant == "rope" and position_embedding != "learned":
-        raise ValueError(f"position_embedding {position_embedding} does not apply to rope, "
-                         f"which has no position embedding (it rotates queries and keys instead)")
-    if variant == "synthesizer" and kwargs.get("shared_qk"):
-        raise ValueError("shared_qk does not apply to synthesizer, whose attention has no queries or keys")
     return GPTConfig(vocab_size, block_size, rope=variant == "rope",
                      perceiver=variant == "perceiver", synthesizer=variant == "synthesizer",
                      bottleneck_dim=bottleneck_dim if variant == "perceiver" else None, **kwargs)

@@ -12,16 +12,17 @@ from utils import UserError, check_output_dir
 META_KEY = "birthplace_gpt"  # our entry in state_dict._metadata; torch ignores unknown entries
 
 
-def describe_model(model, variant, itos):
-    """What the params file records about the model that wrote it."""
+def describe_model(model, itos):
+    """What the params file records: the model's GPTConfig without the choices of training and speed
+    (dropout, fused attention), and the vocabulary."""
     c = model.config
-    return {"variant": variant, "n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
+    return {"variant": c.variant, "n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
             "block_size": c.block_size, "bottleneck_dim": c.bottleneck_dim if c.perceiver else None,
             **{name: getattr(c, name) for name in EXPERIMENTS}, "vocab": "".join(itos)}
 
 
 def infer_variant(state_dict):
-    """(variant, bottleneck_dim) from the parameter names, for files of any origin."""
+    """(variant, bottleneck_dim) from the parameter names: for files without a description (the course's)."""
     if "down_block.C" in state_dict:
         return "perceiver", state_dict["down_block.C"].shape[1]
     if any(name.endswith("attn.w2") for name in state_dict):
@@ -31,10 +32,10 @@ def infer_variant(state_dict):
     return "vanilla", None
 
 
-def save_params(model, path, variant, itos):
-    """Write the model's state dict (of the uncompiled model) with a description of it."""
+def save_params(model, path, itos):
+    """Write the model's state dict (of the uncompiled model) with its description."""
     state_dict = model.state_dict()
-    state_dict._metadata[META_KEY] = describe_model(model, variant, itos)
+    state_dict._metadata[META_KEY] = describe_model(model, itos)
     check_output_dir(path, "params file")
     try:
         save_state_dict(state_dict, path)
@@ -57,16 +58,54 @@ def model_description(state_dict):
     return getattr(state_dict, "_metadata", {}).get(META_KEY)
 
 
-def load_params(model, path, variant, itos):
+def load_params(model, path, itos):
     """Load a params file into model, refusing a file of another variant, size or vocabulary."""
-    load_checked(model, read_state_dict(path), path, variant, itos)
+    load_checked(model, read_state_dict(path), path, itos)
 
 
-def load_checked(model, state_dict, path, variant, itos):
+def load_model(path, itos, expect=None, fallback=None, **overrides):
+    """The one way to get a GPT from a params file: built from the GPTConfig the file describes, with
+    overrides of what the file does not fix (dropout, fused_attention), then loaded with load_checked's
+    checks. expect: values the user gave (variant, n_layer, ...), refused where the file differs.
+    fallback: the config for a file without a description (the course's), checked by its weights alone."""
+    state_dict = read_state_dict(path)
+    if not isinstance(state_dict, dict):
+        raise UserError(f"params file {path} does not hold a state dict")
+    found = model_description(state_dict)
+    if found:
+        found = {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found}  # older files: all off
+        expect = dict(expect or {})
+        variant = expect.pop("variant", found.get("variant"))
+        if found.get("variant") != variant:
+            raise UserError(f"params file {path} holds a {found.get('variant')} model, but the variant in use "
+                            f"is {variant}")
+        diffs = [f"{key} {found.get(key)!r} in the file vs {value!r} given" for key, value in expect.items()
+                 if found.get(key) != value and not (key == "bottleneck_dim" and found.get("variant") != "perceiver")]
+        if diffs:
+            raise UserError(f"params file {path} does not fit the options: " + "; ".join(diffs))
+        try:
+            config = config_for_variant(found["variant"], len(itos), found["block_size"],
+                                        bottleneck_dim=found["bottleneck_dim"], n_layer=found["n_layer"],
+                                        n_head=found["n_head"], n_embd=found["n_embd"],
+                                        **{name: found[name] for name in EXPERIMENTS}, **overrides)
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"params file {path} has a model description this code cannot build: {e}") from None
+    elif fallback is None:
+        raise UserError(f"params file {path} has no model description (variant, sizes); this needs one "
+                        f"written by src/run.py pretrain or finetune")
+    else:
+        config = fallback
+    model = GPT(config)
+    load_checked(model, state_dict, path, itos)
+    return model
+
+
+def load_checked(model, state_dict, path, itos):
     """Load state_dict, read from the params file at path, into model after every check of load_params."""
     if not isinstance(state_dict, dict):
         raise UserError(f"params file {path} does not hold a state dict")
-    expected = describe_model(model, variant, itos)
+    variant = model.config.variant
+    expected = describe_model(model, itos)
     found = model_description(state_dict)
     file_variant, file_bottleneck = infer_variant(state_dict)
     if file_variant != variant:
@@ -105,24 +144,3 @@ def load_checked(model, state_dict, path, variant, itos):
                                       for k, v in state_dict.items() if ".query." in k):
         raise UserError(f"params file {path} has separate query and key projections, but shared_qk is on")
     model.load_state_dict(state_dict)
-
-
-def model_from_params(path, itos):
-    """(GPT, variant) built from the description save_params wrote into the file, dropout off, with the
-    file's weights loaded with load_params' checks (so a vocabulary other than itos is refused)."""
-    state_dict = read_state_dict(path)
-    found = model_description(state_dict)
-    if not found:
-        raise UserError(f"params file {path} has no model description (variant, sizes); this needs one "
-                        f"written by src/run.py pretrain or finetune")
-    switches = {name: found.get(name, getattr(GPTConfig, name)) for name in EXPERIMENTS}  # older files: all off
-    try:
-        config = config_for_variant(found["variant"], len(itos), found["block_size"],
-                                    bottleneck_dim=found["bottleneck_dim"], n_layer=found["n_layer"],
-                                    n_head=found["n_head"], n_embd=found["n_embd"],
-                                    embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **switches)
-    except (KeyError, ValueError) as e:
-        raise UserError(f"params file {path} has a model description this code cannot build: {e}") from None
-    model = GPT(config)
-    load_checked(model, state_dict, path, found["variant"], itos)
-    return model, found["variant"]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from dataset import build_vocab, parse_qa_lines, truncation_range
 from decoding import encode_question, greedy_by_length, predict_places
-from params import model_from_params
+from params import load_model
 from utils import UserError, atomic_write_text, read_text, resolve_device
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
@@ -130,13 +130,13 @@ def main(argv=None):
         p.error(f"--people must be at least 1, got {args.people}")
     corpus = read_text(args.wiki_path, "wiki corpus")
     stoi, itos = build_vocab(corpus)
-    model, variant = model_from_params(args.params_path, itos)
+    model = load_model(args.params_path, itos).eval()
     people = read_people(args.qa_paths, args.people)
     device = resolve_device(args.device)
     model.to(device)
     c = model.config
     n_params = sum(q.numel() for q in model.parameters())
-    print(f"{args.params_path}: {variant}, {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
+    print(f"{args.params_path}: {c.variant}, {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
           f"block size {c.block_size}, {n_params:,} parameters; {len(people)} people")
     counts = probe(model, people, corpus.split("\n"), stoi, itos, device, progress=sys.stderr.isatty())
     width = max(len(label) for label in counts)

@@ -22,13 +22,17 @@ import time
 import distributed
 import speed
 from course import COURSES
-from dataset import CharCorruptionDataset, NameDataset
+from dataset import CharCorruptionDataset, NameDataset, build_vocab
 from decoding import encode_question, predict_places
-from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, GPTConfig, config_for_variant
-from params import load_params, save_params
+from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, config_for_variant
+from params import load_model, save_params
 from trainer import Interrupted, Trainer
 from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
                    set_seed)
+
+# the options that describe the model, with their defaults (the recipe's model, experiments off)
+MODEL_OPTIONS = {"block_size": 128, "n_layer": 4, "n_head": 8, "n_embd": 256, "bottleneck_dim": 32,
+                 "mask_after_softmax": False, "position_embedding": "learned", "shared_qk": False}
 
 
 def parse_args(argv=None):
@@ -43,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--outputs_path", default=None)
     p.add_argument("--pretrain_lr", type=float, default=6e-3)
     p.add_argument("--finetune_lr", type=float, default=6e-4)
-    p.add_argument("--bottleneck_dim", type=int, default=32)
+    p.add_argument("--bottleneck_dim", type=int, default=None, help="the perceiver's latent slots (default 32)")
     p.add_argument("--tb_expt_name", default="run", help="TensorBoard run name under expt/")
     p.add_argument("--course", choices=list(COURSES), default="cs224n",
                    help="the recipe of this course (src/course.py): xcs224n truncates to 3/4 of the block, "
@@ -51,10 +55,11 @@ def parse_args(argv=None):
     # the project's own options; their defaults are the recipe
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--block_size", type=int, default=128)
-    p.add_argument("--n_layer", type=int, default=4)
-    p.add_argument("--n_head", type=int, default=8)
-    p.add_argument("--n_embd", type=int, default=256)
+    # the model's options (MODEL_OPTIONS): a params file being read fixes them, so they need not be repeated
+    p.add_argument("--block_size", type=int, default=None, help="default 128")
+    p.add_argument("--n_layer", type=int, default=None, help="default 4")
+    p.add_argument("--n_head", type=int, default=None, help="default 8")
+    p.add_argument("--n_embd", type=int, default=None, help="default 256")
     p.add_argument("--dropout", type=float, default=0.1, help="embedding, residual and attention dropout")
     p.add_argument("--pretrain_epochs", type=int, default=650)
     p.add_argument("--finetune_epochs", type=int, default=None,
@@ -70,13 +75,13 @@ def parse_args(argv=None):
                    help="torch.compile the model for training (compiling takes a while; falls back to eager "
                         "with a note where it fails)")
     p.add_argument("--no_tensorboard", action="store_true")
-    # experiments of CS224N §2.2, off by default; evaluate and finetune need the ones the params were made with
-    p.add_argument("--mask_after_softmax", action="store_true",
+    # experiments of CS224N §2.2, off by default; like the sizes, a params file being read fixes them
+    p.add_argument("--mask_after_softmax", action="store_true", default=None,
                    help="zero future attention weights after the softmax, without renormalising (leaks the "
                         "future; plain attention path)")
-    p.add_argument("--position_embedding", choices=POSITION_EMBEDDINGS, default="learned",
+    p.add_argument("--position_embedding", choices=POSITION_EMBEDDINGS, default=None,
                    help="learned (pos_emb parameter) or sinusoidal (fixed); not for rope")
-    p.add_argument("--shared_qk", action="store_true",
+    p.add_argument("--shared_qk", action="store_true", default=None,
                    help="one projection for queries and keys; not for synthesizer")
     p.add_argument("--save_every", type=int, default=10,
                    help="epochs between resumable checkpoints at WRITING_PARAMS_PATH.ckpt (0: never)")
@@ -86,8 +91,11 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     args = p.parse_args(argv)
-    if args.variant == "perceiver" and not 1 <= args.bottleneck_dim <= args.block_size:
-        p.error(f"--bottleneck_dim must be between 1 and the block size {args.block_size}")
+    given = {name: getattr(args, name) for name in ("bottleneck_dim", "block_size") if getattr(args, name) is not None}
+    bottleneck, block = {**MODEL_OPTIONS, **given}["bottleneck_dim"], {**MODEL_OPTIONS, **given}["block_size"]
+    from_file = args.reading_params_path and args.function != "pretrain" and args.bottleneck_dim is None
+    if args.variant == "perceiver" and not from_file and not 1 <= bottleneck <= block:
+        p.error(f"--bottleneck_dim must be between 1 and the block size {block}")
     return args
 
 
@@ -101,27 +109,41 @@ def setup_speed(args):
     return setup
 
 
-def build_model(args, setup, vocab_size):
+def build_model(args, setup, itos):
+    """The run's GPT, its options resolved here once. Where finetune or evaluate reads a params file, the
+    file's description fixes the model and the options given are checked against it; otherwise the
+    options make it, MODEL_OPTIONS' defaults standing in for those not given. args gets the values in use."""
+    given = {name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name) is not None}
+    o = {**MODEL_OPTIONS, **given}
+    if o["n_embd"] % o["n_head"]:
+        raise UserError(f"--n_embd {o['n_embd']} is not divisible by --n_head {o['n_head']}")
+    training = dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
+                    fused_attention=setup.fused_attention)
     try:
-        config = config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
-                                    n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                                    embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
-                                    fused_attention=setup.fused_attention, mask_after_softmax=args.mask_after_softmax,
-                                    position_embedding=args.position_embedding, shared_qk=args.shared_qk)
+        config = config_for_variant(args.variant, len(itos), o["block_size"], bottleneck_dim=o["bottleneck_dim"],
+                                    n_layer=o["n_layer"], n_head=o["n_head"], n_embd=o["n_embd"],
+                                    **{name: o[name] for name in EXPERIMENTS}, **training)
     except ValueError as e:  # an experiment switch that does not apply to the variant
         raise UserError(str(e)) from None
-    if args.n_embd % args.n_head:
-        raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
-    model = GPT(config).to(setup.device)
+    if args.function != "pretrain" and args.reading_params_path:
+        model = load_model(args.reading_params_path, itos, expect={"variant": args.variant, **given},
+                           fallback=config, **training)
+    else:
+        model = GPT(config)
+    c = model.config
+    for name in MODEL_OPTIONS:  # a file's values for the rest of the run (bottleneck_dim also names TB runs)
+        if name != "bottleneck_dim" or c.perceiver:
+            setattr(args, name, getattr(c, name))
+    args.bottleneck_dim = args.bottleneck_dim or MODEL_OPTIONS["bottleneck_dim"]
     n_params = sum(p.numel() for p in model.parameters())
     # the experiment switches that are on, e.g. "shared_qk, position_embedding sinusoidal"
     switches = [name if value is True else f"{name} {value}" for name in EXPERIMENTS
-                if (value := getattr(config, name)) != getattr(GPTConfig, name)]
-    print(f"model: {args.variant}, {n_params:,} parameters, vocabulary {vocab_size}, block size {args.block_size}"
+                if (value := getattr(c, name)) != MODEL_OPTIONS[name]]
+    print(f"model: {c.variant}, {n_params:,} parameters, vocabulary {len(itos)}, block size {c.block_size}"
           + (f" | experiments: {', '.join(switches)}" if switches else ""), flush=True)
-    if config.mask_after_softmax and setup.fused_attention:
+    if c.mask_after_softmax and setup.fused_attention:
         print("mask_after_softmax: attention takes the plain path, not the fused one", flush=True)
-    return model
+    return model.to(setup.device)
 
 
 def tensorboard_writer(args):
@@ -164,7 +186,7 @@ def finish(model, args, itos):
     """Write the params, then drop the resumable checkpoint that is no longer needed."""
     if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
         return
-    save_params(model, args.writing_params_path, args.variant, itos)
+    save_params(model, args.writing_params_path, itos)
     if os.path.exists(args.writing_params_path + ".ckpt"):
         os.remove(args.writing_params_path + ".ckpt")
     print(f"params written to {args.writing_params_path}")
@@ -185,8 +207,6 @@ def finetune(args, setup, pretrain_dataset, model):
     check_output_dir(out, "--writing_params_path")  # before training, not after
     path = require(args.finetune_corpus_path, "--finetune_corpus_path", "finetune")
     finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
-    if args.reading_params_path:
-        load_params(model, args.reading_params_path, args.variant, pretrain_dataset.itos)
     config = pretrain_dataset.course.finetune_config(
         len(pretrain_dataset), args.block_size, pretrained=bool(args.reading_params_path),
         max_epochs=args.finetune_epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
@@ -204,7 +224,6 @@ def evaluate(args, setup, pretrain_dataset, model):
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise UserError(f"the directory of --outputs_path does not exist: {out_dir}")
-    load_params(model, params, args.variant, pretrain_dataset.itos)
     # (line number in the file, question) of the non-blank lines, so that warnings name the right line
     numbered = [(number, line.split("\t")[0])
                 for number, line in enumerate(read_text(path, "evaluation corpus").split("\n"), 1) if line.strip()]
@@ -243,9 +262,9 @@ def main(argv=None):
     set_seed(args.seed)
     setup = setup_speed(args)
     corpus = read_text(args.pretrain_corpus_path, "pretraining corpus")
-    # the vocabulary always comes from the pretraining corpus
+    # the vocabulary always comes from the pretraining corpus; the block size from the model
+    model = build_model(args, setup, build_vocab(corpus)[1])
     pretrain_dataset = CharCorruptionDataset(corpus, args.block_size, course=args.course)
-    model = build_model(args, setup, pretrain_dataset.vocab_size)
     {"pretrain": pretrain, "finetune": finetune, "evaluate": evaluate}[args.function](
         args, setup, pretrain_dataset, model)
 

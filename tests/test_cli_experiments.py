@@ -3,6 +3,7 @@ The experiment switches of CS224N §2.2 on the command line (src/run.py --mask_a
 --position_embedding sinusoidal, --shared_qk): each trains, saves and evaluates; the params
 remember it; and a switch that does not apply to a variant is one clear error.
 
+A params file fixes the switches it was made with: evaluate and finetune need not repeat them.
 run.main(argv) is called in this process: one torch import for every run.
 """
 import os
@@ -36,13 +37,19 @@ def test_switch_trains_saves_and_evaluates(tmp_path, corpus, capsys, variant, fl
     assert f"experiments: {flags[0][2:]}" in out  # the model line names the switch that is on
     evaluate = ["evaluate", variant, corpus["wiki"], "--reading_params_path", str(params),
                 "--eval_corpus_path", corpus["dev"], "--outputs_path", str(predictions), *TINY]
-    run.main(evaluate + flags)
+    run.main(evaluate + flags)  # repeating the switch is allowed
     assert "Correct: " in capsys.readouterr().out
-    # the params remember the switch: evaluating without it is refused, naming it
+    # the params remember the switch: evaluating without it rebuilds the same model
+    run.main(evaluate)
+    out = capsys.readouterr().out
+    assert f"experiments: {flags[0][2:]}" in out and "Correct: " in out
+    # and a switch the file was not made with is refused, naming it
+    plain = tmp_path / "plain.params"
+    run.main(["pretrain", variant, corpus["wiki"], "--writing_params_path", str(plain), *TINY])
     with pytest.raises(UserError) as info:
-        run.main(evaluate)
+        run.main([*evaluate[:4], str(plain), *evaluate[5:], *flags])
     message = str(info.value)
-    assert flags[0][2:] in message and "p.params" in message and "\n" not in message
+    assert flags[0][2:] in message and "plain.params" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("variant,flags,words", [
@@ -61,8 +68,32 @@ def test_switch_refused_where_it_does_not_apply(tmp_path, corpus, capsys, varian
 
 def test_default_model_line_is_unchanged(corpus, capsys):
     args = run.parse_args(["pretrain", "vanilla", corpus["wiki"], *TINY])
+    assert (args.mask_after_softmax, args.position_embedding, args.shared_qk) == (None, None, None)  # not given
+    run.build_model(args, run.setup_speed(args), [chr(65 + i) for i in range(30)])
     assert (args.mask_after_softmax, args.position_embedding, args.shared_qk) == (False, "learned", False)
-    run.build_model(args, run.setup_speed(args), 30)
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("model: ")][0]
     # tok_emb 30*16 + pos_emb 64*16 + 2 blocks of 3,280 + ln_f 32 + head 16*30, and nothing appended
     assert line == "model: vanilla, 8,576 parameters, vocabulary 30, block size 64"
+
+
+def test_params_file_fixes_the_sizes(tmp_path, corpus, capsys):
+    """evaluate and finetune take the model's sizes from the params file they read; a size given again is
+    checked against it."""
+    params, predictions = tmp_path / "p.params", tmp_path / "dev.predictions"
+    run.main(["pretrain", "perceiver", corpus["wiki"], "--writing_params_path", str(params), "--bottleneck_dim", "8",
+              *TINY])
+    capsys.readouterr()
+    bare = ["--device", "cpu", "--plain", "--no_tensorboard"]
+    evaluate = ["evaluate", "perceiver", corpus["wiki"], "--reading_params_path", str(params),
+                "--eval_corpus_path", corpus["dev"], "--outputs_path", str(predictions), *bare]
+    run.main(evaluate)
+    out = capsys.readouterr().out
+    assert "model: perceiver, " in out and "block size 64" in out and "Correct: " in out
+    run.main(["finetune", "perceiver", corpus["wiki"], "--reading_params_path", str(params), "--finetune_corpus_path",
+              corpus["train"], "--writing_params_path", str(tmp_path / "f.params"), "--finetune_epochs", "1", *bare])
+    assert "block size 64" in capsys.readouterr().out
+    for flag, value in (("--n_layer", "3"), ("--bottleneck_dim", "16"), ("--block_size", "128")):
+        with pytest.raises(UserError) as info:
+            run.main(evaluate + [flag, value])
+        assert flag[2:] in str(info.value) and value in str(info.value)
+    run.main(evaluate + ["--n_layer", "2", "--bottleneck_dim", "8"])  # the file's own values are fine

@@ -86,8 +86,8 @@ def test_ddp_pretrain_writes_the_params_of_a_single_process_run(work, corpus, pr
     assert all(ours[k].shape == theirs[k].shape and ours[k].dtype == theirs[k].dtype for k in ours)
     assert ours._metadata[META_KEY] == theirs._metadata[META_KEY]
     model, itos = fresh_model(corpus)
-    assert ours._metadata[META_KEY] == describe_model(model, "vanilla", itos)
-    load_params(model, str(path), "vanilla", itos)
+    assert ours._metadata[META_KEY] == describe_model(model, itos)
+    load_params(model, str(path), itos)
     assert not [name for name in os.listdir(work) if ".tmp" in name or name.endswith(".ckpt")]
 
 
@@ -122,7 +122,7 @@ def test_ddp_finetune_from_ddp_pretraining(work, corpus, pretrained):
     assert list(before) == list(after)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
     model, itos = fresh_model(corpus)
-    load_params(model, str(path), "vanilla", itos)
+    load_params(model, str(path), itos)
 
 
 def test_sigterm_to_one_rank_stops_both_and_resume_completes(work, corpus, pretrained):

@@ -60,6 +60,21 @@ def test_gptconfig_defaults():
     assert GPTConfig(10, 20).n_layer == 4 and GPTConfig(10, 20).rope is False
 
 
+def test_gptconfig_refuses_unknown_options_and_two_variants():
+    with pytest.raises(TypeError, match="n_layers"):
+        GPTConfig(256, 128, n_layers=2)  # misspelt: refused, not ignored
+    with pytest.raises(ValueError, match="at most one"):
+        GPTConfig(256, 128, rope=True, synthesizer=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gptconfig_names_its_variant(variant):
+    assert config_for_variant(variant, 256, 128).variant == variant
+    cfg = GPTConfig(256, 128)
+    setattr(cfg, variant, True)  # the course's initialize_*_model set the flag after construction
+    assert cfg.variant == variant
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_config_for_variant_sets_exactly_its_flag(variant):
     cfg = config_for_variant(variant, 256, 128, bottleneck_dim=64)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model import GPT, config_for_variant
-from params import META_KEY, load_params, save_params
+from params import META_KEY, load_model, load_params, save_params
 from utils import UserError, set_seed
 
 ITOS = ["\u25a1", "\u2047"] + sorted(set("abcdefghij ?."))
@@ -47,11 +47,11 @@ def mentions(message, *words):
 def test_round_trip(tmp_path, variant):
     path = str(tmp_path / f"{variant}.params")
     source = make(variant, seed=1)
-    save_params(source, path, variant, ITOS)
+    save_params(source, path, ITOS)
     assert os.listdir(tmp_path) == [f"{variant}.params"]  # no temporary file left
     target = make(variant, seed=2)
     assert_differ(source, target)
-    load_params(target, path, variant, ITOS)
+    load_params(target, path, ITOS)
     assert_same_params(source, target)
     x = torch.tensor([[2, 3, 4, 5]])
     assert torch.equal(source.eval()(x)[0], target.eval()(x)[0])
@@ -66,11 +66,11 @@ def test_round_trip(tmp_path, variant):
                                         ("rope", "perceiver"), ("synthesizer", "rope")])
 def test_other_variant_refused(tmp_path, saved, used):
     path = str(tmp_path / "p.params")
-    save_params(make(saved), path, saved, ITOS)
+    save_params(make(saved), path, ITOS)
     target = make(used, seed=5)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(UserError) as info:
-        load_params(target, path, used, ITOS)
+        load_params(target, path, ITOS)
     mentions(str(info.value), saved, used)
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())  # untouched
 
@@ -79,25 +79,25 @@ def test_other_variant_refused(tmp_path, saved, used):
 def test_other_variant_refused_without_metadata_too(tmp_path, with_metadata):
     path = str(tmp_path / "p.params")
     if with_metadata:
-        save_params(make("rope"), path, "rope", ITOS)
+        save_params(make("rope"), path, ITOS)
     else:
         torch.save(make("rope").state_dict(), path)
     with pytest.raises(UserError) as info:
-        load_params(make("vanilla"), path, "vanilla", ITOS)
+        load_params(make("vanilla"), path, ITOS)
     mentions(str(info.value), "rope", "vanilla")
 
 
 def test_other_bottleneck_refused(tmp_path):
     path = str(tmp_path / "p.params")
-    save_params(make("perceiver", bottleneck_dim=4), path, "perceiver", ITOS)
+    save_params(make("perceiver", bottleneck_dim=4), path, ITOS)
     with pytest.raises(UserError) as info:
-        load_params(make("perceiver", bottleneck_dim=6), path, "perceiver", ITOS)
+        load_params(make("perceiver", bottleneck_dim=6), path, ITOS)
     message = str(info.value)
     assert "bottleneck" in message
     mentions(message, 4, 6)
     torch.save(make("perceiver", bottleneck_dim=4).state_dict(), path)  # a plain file as well
     with pytest.raises(UserError) as info:
-        load_params(make("perceiver", bottleneck_dim=6), path, "perceiver", ITOS)
+        load_params(make("perceiver", bottleneck_dim=6), path, ITOS)
     mentions(str(info.value), 4, 6)
 
 
@@ -106,10 +106,10 @@ def test_other_bottleneck_refused(tmp_path):
 def test_other_sizes_refused(tmp_path, name, saved, used):
     kwargs = {"block" if name == "block_size" else name: saved}
     path = str(tmp_path / "p.params")
-    save_params(make(**kwargs), path, "vanilla", ITOS)
+    save_params(make(**kwargs), path, ITOS)
     kwargs = {"block" if name == "block_size" else name: used}
     with pytest.raises(UserError) as info:
-        load_params(make(**kwargs), path, "vanilla", ITOS)
+        load_params(make(**kwargs), path, ITOS)
     mentions(str(info.value), name, saved, used)
 
 
@@ -117,16 +117,16 @@ def test_other_sizes_refused_without_metadata(tmp_path):
     path = str(tmp_path / "p.params")
     torch.save(make(n_embd=32).state_dict(), path)
     with pytest.raises(UserError) as info:
-        load_params(make(n_embd=16), path, "vanilla", ITOS)
+        load_params(make(n_embd=16), path, ITOS)
     mentions(str(info.value), 32, 16)
 
 
 @pytest.mark.parametrize("other", [OTHER_ITOS, BIGGER_ITOS])
 def test_other_vocabulary_refused(tmp_path, other):
     path = str(tmp_path / "p.params")
-    save_params(make(itos=ITOS), path, "vanilla", ITOS)
+    save_params(make(itos=ITOS), path, ITOS)
     with pytest.raises(UserError) as info:
-        load_params(make(itos=other), path, "vanilla", other)
+        load_params(make(itos=other), path, other)
     message = str(info.value)
     assert "vocabulary" in message
     mentions(message, len(ITOS), len(other))
@@ -137,7 +137,7 @@ def test_plain_state_dict_loads(tmp_path):
     source = make(seed=1)
     torch.save(source.state_dict(), path)
     target = make(seed=2)
-    load_params(target, path, "vanilla", ITOS)
+    load_params(target, path, ITOS)
     assert_same_params(source, target)
 
 
@@ -154,7 +154,7 @@ def test_course_file_with_mask_buffers_loads(tmp_path, variant):
         state[f"{name}.mask"] = torch.tril(torch.ones(BLOCK, BLOCK)).view(1, 1, BLOCK, BLOCK)
     torch.save(state, path)
     target = make(variant, seed=2, n_layer=3)
-    load_params(target, path, variant, ITOS)
+    load_params(target, path, ITOS)
     assert_same_params(source, target)
 
 
@@ -162,7 +162,7 @@ def test_other_vocabulary_size_refused_without_metadata(tmp_path):
     path = str(tmp_path / "p.params")
     torch.save(make(itos=BIGGER_ITOS).state_dict(), path)
     with pytest.raises(UserError) as info:
-        load_params(make(itos=ITOS), path, "vanilla", ITOS)
+        load_params(make(itos=ITOS), path, ITOS)
     message = str(info.value)
     assert "vocabulary" in message and "tok_emb.weight" in message
     mentions(message, len(BIGGER_ITOS), len(ITOS))
@@ -180,13 +180,13 @@ def test_every_mismatch_is_one_message(tmp_path, saved, used, metadata):
     path = str(tmp_path / "p.params")
     source = make(**saved)
     if metadata:
-        save_params(source, path, saved.get("variant", "vanilla"), saved.get("itos", ITOS))
+        save_params(source, path, saved.get("itos", ITOS))
     else:
         torch.save(source.state_dict(), path)
     target = make(seed=7, **used)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(UserError) as info:
-        load_params(target, path, used.get("variant", "vanilla"), used.get("itos", ITOS))
+        load_params(target, path, used.get("itos", ITOS))
     message = str(info.value)
     assert "\n" not in message and "p.params" in message and len(message) < 400, message
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
@@ -195,11 +195,11 @@ def test_every_mismatch_is_one_message(tmp_path, saved, used, metadata):
 def test_missing_truncated_and_garbage_files(tmp_path):
     model = make()
     with pytest.raises(UserError) as info:
-        load_params(model, str(tmp_path / "missing.params"), "vanilla", ITOS)
+        load_params(model, str(tmp_path / "missing.params"), ITOS)
     assert "missing.params" in str(info.value)
 
     good = tmp_path / "good.params"
-    save_params(make(seed=1), str(good), "vanilla", ITOS)
+    save_params(make(seed=1), str(good), ITOS)
     data = good.read_bytes()
     truncated = tmp_path / "truncated.params"
     truncated.write_bytes(data[:len(data) // 2])
@@ -212,7 +212,7 @@ def test_missing_truncated_and_garbage_files(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for path in (truncated, garbage, empty, not_a_dict):
         with pytest.raises(UserError) as info:
-            load_params(model, str(path), "vanilla", ITOS)
+            load_params(model, str(path), ITOS)
         assert path.name in str(info.value)
         assert "\n" not in str(info.value)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -220,7 +220,7 @@ def test_missing_truncated_and_garbage_files(tmp_path):
 
 def test_save_to_missing_directory(tmp_path):
     with pytest.raises(UserError):
-        save_params(make(), str(tmp_path / "no" / "such" / "dir.params"), "vanilla", ITOS)
+        save_params(make(), str(tmp_path / "no" / "such" / "dir.params"), ITOS)
 
 
 # ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
@@ -234,13 +234,13 @@ SWITCHES = [("vanilla", dict(mask_after_softmax=True)), ("vanilla", dict(positio
 def test_round_trip_with_switches(tmp_path, variant, switch):
     path = str(tmp_path / "p.params")
     source = make(variant, seed=1, **switch)
-    save_params(source, path, variant, ITOS)
+    save_params(source, path, ITOS)
     state = torch.load(path)
     described = state._metadata[META_KEY]
     assert {name: described[name] for name in switch} == switch
     assert ("pos_emb" in state) == (variant != "rope" and "position_embedding" not in switch)
     target = make(variant, seed=2, **switch)
-    load_params(target, path, variant, ITOS)
+    load_params(target, path, ITOS)
     assert_same_params(source, target)
     if switch.get("shared_qk"):
         attns = [m for name, m in target.named_modules() if name.endswith("attn")]
@@ -255,11 +255,11 @@ def test_round_trip_with_switches(tmp_path, variant, switch):
 def test_switch_mismatch_refused(tmp_path, name, on, saved_on):
     path = str(tmp_path / "p.params")
     saved, used = ({name: on}, {}) if saved_on else ({}, {name: on})
-    save_params(make(**saved), path, "vanilla", ITOS)
+    save_params(make(**saved), path, ITOS)
     target = make(seed=5, **used)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(UserError) as info:
-        load_params(target, path, "vanilla", ITOS)
+        load_params(target, path, ITOS)
     off = {"mask_after_softmax": False, "position_embedding": "learned", "shared_qk": False}[name]
     message = str(info.value)
     mentions(message, name, *((on, off) if saved_on else (off, on)))
@@ -271,16 +271,16 @@ def test_file_from_before_the_switches_loads(tmp_path):
     """Older metadata lacks the switches: they were off then."""
     path = str(tmp_path / "p.params")
     source = make(seed=1)
-    save_params(source, path, "vanilla", ITOS)
+    save_params(source, path, ITOS)
     state = torch.load(path)
     for name in ("mask_after_softmax", "position_embedding", "shared_qk"):
         del state._metadata[META_KEY][name]
     torch.save(state, path)
     target = make(seed=2)
-    load_params(target, path, "vanilla", ITOS)
+    load_params(target, path, ITOS)
     assert_same_params(source, target)
     with pytest.raises(UserError) as info:
-        load_params(make(shared_qk=True), path, "vanilla", ITOS)
+        load_params(make(shared_qk=True), path, ITOS)
     mentions(str(info.value), "shared_qk")
 
 
@@ -289,16 +289,84 @@ def test_switches_without_metadata(tmp_path):
     path = str(tmp_path / "p.params")
     torch.save(make(seed=1).state_dict(), path)
     with pytest.raises(UserError) as info:
-        load_params(make(shared_qk=True), path, "vanilla", ITOS)
+        load_params(make(shared_qk=True), path, ITOS)
     mentions(str(info.value), "shared_qk")
     torch.save(make(seed=1, shared_qk=True).state_dict(), path)
-    load_params(make(seed=2, shared_qk=True), path, "vanilla", ITOS)
+    load_params(make(seed=2, shared_qk=True), path, ITOS)
     source = make(seed=1, position_embedding="sinusoidal")
     torch.save(source.state_dict(), path)
     target = make(seed=2, position_embedding="sinusoidal")
-    load_params(target, path, "vanilla", ITOS)
+    load_params(target, path, ITOS)
     assert_same_params(source, target)
     with pytest.raises(UserError) as info:
-        load_params(make(), path, "vanilla", ITOS)
+        load_params(make(), path, ITOS)
     assert "pos_emb" in str(info.value) and "rope" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- load_model: the model a file describes
+
+
+@pytest.mark.parametrize("variant,switches", [("vanilla", {}), ("rope", {}), ("perceiver", {}), ("synthesizer", {}),
+                                              ("vanilla", {"position_embedding": "sinusoidal", "shared_qk": True})])
+def test_load_model_rebuilds_the_saved_model(tmp_path, variant, switches):
+    source = make(variant, n_layer=3 if variant == "perceiver" else 1, **switches).eval()
+    path = str(tmp_path / "p.params")
+    save_params(source, path, ITOS)
+    rebuilt = load_model(path, ITOS, embd_pdrop=0.3, fused_attention=True)
+    assert rebuilt.config.variant == variant
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "rope", "perceiver", "bottleneck_dim",
+                 "synthesizer", "mask_after_softmax", "position_embedding", "shared_qk"):
+        assert getattr(rebuilt.config, name) == getattr(source.config, name), name
+    # what the file does not fix comes from the caller
+    assert rebuilt.config.embd_pdrop == 0.3 and rebuilt.config.fused_attention is True
+    x = torch.tensor([[2, 5, 7, 3, 9, 11]])
+    torch.testing.assert_close(source(x)[0], rebuilt.eval()(x)[0])
+
+
+@pytest.mark.parametrize("expect,words", [
+    ({"variant": "rope"}, ["vanilla", "rope"]),
+    ({"n_layer": 3}, ["n_layer", "2", "3"]),
+    ({"n_embd": 16, "block_size": 8}, ["n_embd", "block_size"]),
+    ({"shared_qk": True}, ["shared_qk"]),
+])
+def test_load_model_checks_the_options_given(tmp_path, expect, words):
+    path = str(tmp_path / "p.params")
+    save_params(make("vanilla"), path, ITOS)
+    with pytest.raises(UserError) as info:
+        load_model(path, ITOS, expect=expect)
+    mentions(str(info.value), *words)
+    # repeating the file's own values is fine; bottleneck_dim is the perceiver's alone
+    load_model(path, ITOS, expect={"variant": "vanilla", "n_layer": 2, "n_embd": 32, "bottleneck_dim": 64})
+
+
+def test_load_model_without_description_needs_a_fallback(tmp_path):
+    path = str(tmp_path / "plain.params")
+    source = make("rope")
+    torch.save(source.state_dict(), path)  # the course's way: no metadata
+    with pytest.raises(UserError, match="no model description"):
+        load_model(path, ITOS)
+    assert_same_params(load_model(path, ITOS, fallback=make("rope", seed=3).config), source)
+    with pytest.raises(UserError) as info:  # the fallback is still checked against the weights
+        load_model(path, ITOS, fallback=make("vanilla").config)
+    mentions(str(info.value), "rope", "vanilla")
+
+
+def test_load_model_refuses_another_vocabulary(tmp_path):
+    path = str(tmp_path / "p.params")
+    save_params(make("vanilla"), path, ITOS)
+    with pytest.raises(UserError, match="vocabulary"):
+        load_model(path, BIGGER_ITOS)
+
+
+def test_params_files_of_the_previous_main_still_load(tmp_path):
+    """The description as main wrote it before GPTConfig became a dataclass (the same keys): variant,
+    sizes, bottleneck_dim, switches and vocabulary."""
+    source = make("perceiver", n_layer=3)
+    state_dict = source.state_dict()
+    state_dict._metadata[META_KEY] = {"variant": "perceiver", "n_layer": 3, "n_head": 2, "n_embd": 32,
+                                      "block_size": BLOCK, "bottleneck_dim": 4, "mask_after_softmax": False,
+                                      "position_embedding": "learned", "shared_qk": False, "vocab": "".join(ITOS)}
+    path = str(tmp_path / "old.params")
+    torch.save(state_dict, path)
+    assert_same_params(load_model(path, ITOS), source)
 

@@ -1,5 +1,4 @@
-"""Tests for src/probe_recall.py (which contexts a params file recalls birth places from) and
-params.model_from_params, which it builds the model with."""
+"""Tests for src/probe_recall.py: which contexts a params file recalls birth places from."""
 import os
 import string
 import subprocess
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 
 from dataset import MASK_CHAR, PAD_CHAR, build_vocab, truncation_range
 from model import GPT, config_for_variant
-from params import model_from_params, save_params
+from params import save_params
 from probe_recall import (QUESTION_SHAPE, main, own_line_prompt, question_recall_counts, read_people,
                           recall_counts)
 from utils import UserError, read_text, set_seed
@@ -62,42 +61,6 @@ def test_read_people_takes_the_first_n_of_all_files_in_order(tmp_path):
     (tmp_path / "c.tsv").write_text("Who was Ada Moss?\tParis\n")
     with pytest.raises(UserError, match="Where was NAME born"):
         read_people([str(tmp_path / "c.tsv")], 3)
-
-
-# -----------------------------------------------------------------------------
-# model_from_params
-
-@pytest.mark.parametrize("variant,switches", [("vanilla", {}), ("rope", {}), ("perceiver", {}),
-                                              ("vanilla", {"position_embedding": "sinusoidal", "shared_qk": True})])
-def test_model_from_params_round_trip(tmp_path, variant, switches):
-    set_seed(0)
-    cfg = config_for_variant(variant, len(ITOS), 32, bottleneck_dim=8, n_layer=3 if variant == "perceiver" else 1,
-                             n_head=2, n_embd=16, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **switches)
-    source = GPT(cfg).eval()
-    path = str(tmp_path / "p.params")
-    save_params(source, path, variant, ITOS)
-    rebuilt, found_variant = model_from_params(path, ITOS)
-    assert found_variant == variant
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "rope", "perceiver", "bottleneck_dim",
-                 "synthesizer", "mask_after_softmax", "position_embedding", "shared_qk"):
-        assert getattr(rebuilt.config, name) == getattr(cfg, name), name
-    assert rebuilt.config.embd_pdrop == rebuilt.config.resid_pdrop == rebuilt.config.attn_pdrop == 0.0
-    x = torch.tensor([[2, 5, 7, 3, 9, 11]])
-    assert torch.equal(source(x)[0], rebuilt.eval()(x)[0])
-
-
-def test_model_from_params_needs_the_description(tmp_path):
-    path = str(tmp_path / "plain.params")
-    torch.save(tiny_gpt("vanilla", len(ITOS)).state_dict(), path)  # the course's way: no metadata
-    with pytest.raises(UserError, match="no model description"):
-        model_from_params(path, ITOS)
-
-
-def test_model_from_params_refuses_another_vocabulary(tmp_path):
-    path = str(tmp_path / "p.params")
-    save_params(tiny_gpt("vanilla", len(ITOS)), path, "vanilla", ITOS)
-    with pytest.raises(UserError, match="vocabulary"):
-        model_from_params(path, ITOS + ["~"])
 
 
 # -----------------------------------------------------------------------------
@@ -162,7 +125,7 @@ def corpus(tmp_path_factory):
 def test_main_runs_on_a_tiny_corpus(tmp_path, corpus, capsys):
     itos = build_vocab(read_text(corpus["wiki"]))[1]
     path = str(tmp_path / "rope.params")
-    save_params(tiny_gpt("rope", len(itos), block_size=128), path, "rope", itos)
+    save_params(tiny_gpt("rope", len(itos), block_size=128), path, itos)
     counts = main([path, corpus["wiki"], corpus["train"], corpus["dev"], "--people", "16", "--device", "cpu"])
     people = read_people([corpus["train"], corpus["dev"]], 16)
     assert len(people) == 16
@@ -190,7 +153,7 @@ def test_a_model_that_memorised_the_lines_recalls_from_them(tmp_path, corpus):
     data = torch.tensor(rows)  # (N, block)
     model = tiny_gpt("vanilla", len(itos), block_size=block, seed=0)
     untrained = str(tmp_path / "untrained.params")
-    save_params(model, untrained, "vanilla", itos)
+    save_params(model, untrained, itos)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(250):  # enough to memorise the 20 lines (loss ~0.04); 150 steps recall about 70%
@@ -199,7 +162,7 @@ def test_a_model_that_memorised_the_lines_recalls_from_them(tmp_path, corpus):
         loss.backward()
         optimizer.step()
     trained = str(tmp_path / "trained.params")
-    save_params(model, trained, "vanilla", itos)
+    save_params(model, trained, itos)
     args = [corpus["wiki"], corpus["train"], corpus["dev"], corpus["test"], "--device", "cpu"]
     recalled, probed = main([trained, *args])["own line"]
     assert probed >= 15 and recalled >= 0.8 * probed

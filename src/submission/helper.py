@@ -13,7 +13,7 @@ train() runs it with this project's fast paths (speed.py) and writes the params.
 import speed
 from dataset import NameDataset
 from model import GPT
-from params import infer_variant, load_params, save_params
+from params import load_params, save_params
 from trainer import Trainer
 from utils import read_text, resolve_device
 
@@ -34,10 +34,6 @@ def initialize_synthesizer_model(mconf):
     return GPT(mconf)
 
 
-def variant_of(model):
-    return infer_variant(model.state_dict())[0]
-
-
 def pretrain(pretrain_dataset, block_size, model, pretrain_lr=6e-3, writer=None):
     """(trainer_config, trainer) of span-corruption pretraining: 650 epochs, batch 128, lr pretrain_lr."""
     config = pretrain_dataset.course.pretrain_config(len(pretrain_dataset), block_size, learning_rate=pretrain_lr,
@@ -51,7 +47,7 @@ def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_
     """(trainer_config, trainer) of finetuning on the question<TAB>answer file finetune_corpus_path:
     75 epochs from scratch, or 10 after loading the params at reading_params_path into model."""
     if reading_params_path is not None:
-        load_params(model, reading_params_path, variant_of(model), pretrain_dataset.itos)
+        load_params(model, reading_params_path, pretrain_dataset.itos)
     text = read_text(finetune_corpus_path, "finetuning corpus")
     finetune_dataset = NameDataset(pretrain_dataset, text, source=finetune_corpus_path)
     config = pretrain_dataset.course.finetune_config(len(pretrain_dataset), block_size,
@@ -65,4 +61,4 @@ def train(model, writing_params_path, trainer):
     """Train, then write model's params to writing_params_path (a state dict, as src/run.py writes it)."""
     speed.resolve(trainer.device).configure(trainer.config, trainer.train_dataset)
     trainer.train()
-    save_params(model, writing_params_path, variant_of(model), trainer.train_dataset.itos)
+    save_params(model, writing_params_path, trainer.train_dataset.itos)
