@@ -6,7 +6,7 @@ against the model on loading with one clear message for any mismatch.
 import torch
 
 from model import EXPERIMENTS, GPT, GPTConfig, config_for_variant
-from trainer import save_state_dict
+from checkpoint import save_state_dict
 from utils import UserError, check_output_dir
 
 META_KEY = "birthplace_gpt"  # our entry in state_dict._metadata; torch ignores unknown entries

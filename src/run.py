@@ -26,7 +26,8 @@ from dataset import CharCorruptionDataset, NameDataset, build_vocab
 from decoding import encode_question, predict_places
 from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, config_for_variant
 from params import load_model, save_params
-from trainer import Interrupted, Trainer
+from checkpoint import Interrupted
+from trainer import Trainer
 from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
                    set_seed)
 

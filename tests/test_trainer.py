@@ -1,4 +1,5 @@
-"""Tests for src/trainer.py (SPEC §6, and the schedule of §7; the XCS224N recipe of §11)."""
+"""Tests for src/trainer.py (SPEC §6, and the schedule of §7; the XCS224N recipe of §11) and its resumable
+checkpoints (src/checkpoint.py)."""
 import math
 import os
 import re
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+import checkpoint
 import trainer
 from course import get_course
 from model import GPT, GPTConfig
@@ -216,7 +218,7 @@ def test_writer_receives_loss_and_lr_and_tokens_count_targets():
     writer = FakeWriter()
     cfg = TrainerConfig(max_epochs=2, batch_size=4, learning_rate=1e-3, lr_decay=True, warmup_tokens=100,
                         final_tokens=1000, writer=writer)
-    t = Trainer(model, ds, PatternDataset(n=4), cfg)
+    t = Trainer(model, ds, None, cfg)
     t.train()
     steps = 2 * 16 // 4
     # tokens counted per target position, PAD included: batch * (block_size - 1) per step
@@ -228,7 +230,17 @@ def test_writer_receives_loss_and_lr_and_tokens_count_targets():
     assert all(math.isfinite(v) and v > 0 for _, v in losses)
     for s, v in rates:
         assert v == pytest.approx(learning_rate_at(cfg, s * 4 * 15))
-    assert len([c for c in writer.calls if c[0] == "test/loss"]) == 2
+
+
+def test_a_test_dataset_is_refused_not_ignored():
+    """The course's signature has test_dataset; its runs pass None, and scoring is run.py evaluate's."""
+    with pytest.raises(ValueError, match="test_dataset"):
+        Trainer(tiny_gpt(), PatternDataset(n=4), PatternDataset(n=4), TrainerConfig())
+
+
+def test_trainer_config_refuses_unknown_options():
+    with pytest.raises(TypeError, match="max_epoch"):
+        TrainerConfig(max_epoch=3)
 
 
 class NaNModel(nn.Module):
@@ -277,8 +289,8 @@ def test_checkpoint_written_atomically(tmp_path):
 
 def test_save_state_dict_leaves_no_temporary(tmp_path):
     path = tmp_path / "x.params"
-    trainer.save_state_dict({"a": torch.arange(3)}, str(path))
-    trainer.save_state_dict({"a": torch.arange(4)}, str(path))
+    checkpoint.save_state_dict({"a": torch.arange(3)}, str(path))
+    checkpoint.save_state_dict({"a": torch.arange(4)}, str(path))
     assert os.listdir(tmp_path) == ["x.params"]
     assert torch.equal(torch.load(path)["a"], torch.arange(4))
 
@@ -380,7 +392,7 @@ def test_ctrl_c_inside_the_optimizer_step_waits_for_the_step_to_end(tmp_path, mo
 
 
 def test_second_ctrl_c_is_not_deferred():
-    interrupt = trainer.DeferredInterrupt().start()
+    interrupt = checkpoint.DeferredInterrupt().start()
     try:
         os.kill(os.getpid(), signal.SIGINT)
         assert interrupt.pending
@@ -439,9 +451,9 @@ def test_checkpoint_every_few_minutes_resumes_mid_epoch(tmp_path, monkeypatch):
     straight = FakeWriter()
     reference, done = resumable_run(tmp_path / "straight", straight)
     clock, saved = Clock(), []
-    save = Trainer.save_training_state
+    save = checkpoint.save
     monkeypatch.setattr(trainer, "time", clock)
-    monkeypatch.setattr(Trainer, "save_training_state", lambda self, opt: (saved.append(self.step), save(self, opt)))
+    monkeypatch.setattr(checkpoint, "save", lambda t: (saved.append(t.step), save(t)))
     # 35 s a step, a checkpoint every minute: after steps 2 and 4; killed during step 6
     with pytest.raises(RuntimeError):
         resumable_run(tmp_path, Ticking(clock, 35, 6, RuntimeError("killed")), save_every_minutes=1)
@@ -458,7 +470,7 @@ def test_checkpoint_every_few_minutes_resumes_mid_epoch(tmp_path, monkeypatch):
 
 
 def test_sigterm_is_deferred_like_ctrl_c_and_a_second_one_too():
-    interrupt = trainer.DeferredInterrupt().start()
+    interrupt = checkpoint.DeferredInterrupt().start()
     try:
         assert signal.getsignal(signal.SIGTERM) == interrupt.defer  # else SIGTERM would end pytest
         interrupt.check()  # nothing pending
@@ -467,7 +479,7 @@ def test_sigterm_is_deferred_like_ctrl_c_and_a_second_one_too():
         time.sleep(0.1)
         with pytest.raises(KeyboardInterrupt) as info:
             interrupt.check()
-        assert isinstance(info.value, trainer.Interrupted) and info.value.signum == signal.SIGTERM
+        assert isinstance(info.value, checkpoint.Interrupted) and info.value.signum == signal.SIGTERM
         interrupt.check()  # once only
     finally:
         interrupt.stop()
@@ -478,7 +490,7 @@ def test_an_ignored_sigint_stays_ignored():
     """What nohup and a shell's `cmd &` ask for; SIGTERM still stops the run."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        interrupt = trainer.DeferredInterrupt().start()
+        interrupt = checkpoint.DeferredInterrupt().start()
         try:
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             os.kill(os.getpid(), signal.SIGINT)
@@ -515,7 +527,7 @@ def test_resuming_from_a_bad_checkpoint_names_it(tmp_path, bad):
 def test_save_state_dict_on_a_full_disk(tmp_path, monkeypatch):
     """A failed write (a full disk, Ctrl-C) keeps the previous file whole and leaves no temporary."""
     path = tmp_path / "x.params"
-    trainer.save_state_dict({"a": torch.arange(3)}, str(path))
+    checkpoint.save_state_dict({"a": torch.arange(3)}, str(path))
     real_save = torch.save
 
     def save_half(obj, f):
@@ -526,6 +538,6 @@ def test_save_state_dict_on_a_full_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", save_half)
     with pytest.raises(OSError):
-        trainer.save_state_dict({"a": torch.arange(4)}, str(path))
+        checkpoint.save_state_dict({"a": torch.arange(4)}, str(path))
     assert os.listdir(tmp_path) == ["x.params"]
     assert torch.equal(torch.load(path)["a"], torch.arange(3))
