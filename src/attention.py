@@ -1,21 +1,16 @@
 """
-Attention layers of the model: one shared core and the assignment's variants.
+Attention layers of the model (SPEC §5), all causal and multi-head, and the KV cache of decoding.
 
-AttentionCore       value/output projections, dropout, head split/merge, causal
-                    mask and the masked softmax-weighted sum (fused or plain)
-CausalCrossAttention  + query/key projections: queries from one sequence, keys
-                    and values from another (the perceiver's down/up projections)
-CausalSelfAttention   cross-attention of a sequence with itself, optionally with
-                    RoPE on queries and keys, and a KV cache for decoding
-SynthesizerAttention  scores synthesised from each token alone (no q.k products)
+CausalSelfAttention (with RoPE when config.rope), CausalCrossAttention (the perceiver's) and
+SynthesizerAttention share CausalAttention: value and output projections, dropout, the causal mask
+and the softmax-weighted sum of values, fused or plain. attention_math.py is the plain path taken
+apart into one function per step, as taught; its tests check it against these layers.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from attention_math import (apply_causal_mask, attn_scaled, attn_softmax, compute_outputs,
-                            make_causal_mask, merge_heads, pairwise_similarities, split_heads,
-                            zero_masked_weights)
 
 
 def precompute_rotary_emb(dim, max_positions):
@@ -42,11 +37,31 @@ def apply_rotary_emb(x, rope_cache):
     return rotated.flatten(-2).type_as(x)
 
 
-class AttentionCore(nn.Module):
-    """What every variant shares: value and output projections, dropout, heads,
-    the causal mask and the weighted sum of values."""
+class KVCache:
+    """Keys and values of every attention layer for the first `offset` positions (decoding), in buffers
+    of max_len positions that each step writes into; GPT.forward moves offset on after every step."""
 
-    def __init__(self, config):
+    def __init__(self, max_len):
+        self.max_len = max_len
+        self.offset = 0  # positions cached so far: where this step's tokens start
+        self.buffers = {}  # attention layer -> its buffers, (B, nh, max_len, hs) each
+
+    def append(self, layer, *tensors):
+        """Store this step's tensors (B, nh, T, hs) of `layer` after its cached ones; returns
+        them with every position so far, (B, nh, offset + T, hs) each."""
+        if layer not in self.buffers:
+            self.buffers[layer] = [t.new_empty(*t.shape[:2], self.max_len, t.size(-1)) for t in tensors]
+        end = self.offset + tensors[0].size(-2)
+        for buffer, t in zip(self.buffers[layer], tensors):
+            buffer[:, :, self.offset:end] = t
+        return [buffer[:, :, :end] for buffer in self.buffers[layer]]
+
+
+class CausalAttention(nn.Module):
+    """What the three layers share: value and output projections, dropout, the causal mask and
+    the softmax-weighted sum of values; query and key projections unless query_key is False."""
+
+    def __init__(self, config, query_key=True):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
         self.n_head = config.n_head
@@ -55,78 +70,38 @@ class AttentionCore(nn.Module):
         self.attn_drop = nn.Dropout(config.attn_pdrop)
         self.resid_drop = nn.Dropout(config.resid_pdrop)
         # experiment (CS224N §2.2): mask after the softmax; only the plain path can do it
-        self.mask_after_softmax = getattr(config, "mask_after_softmax", False)
-        self.fused = getattr(config, "fused_attention", False) and not self.mask_after_softmax
-        # causal_mask[i, j] is True where query i may see key j; sliced per call
-        self.register_buffer("causal_mask", make_causal_mask(config.block_size, config.block_size),
-                             persistent=False)
-
-    def heads(self, x):
-        """(B, T, C) -> (B, nh, T, hs)"""
-        return split_heads(x, self.n_head)
-
-    def mask(self, Tq, Tk, offset):
-        """(Tq, Tk) bool: key j visible to query i when j <= i + offset."""
-        return self.causal_mask[offset:offset + Tq, :Tk]
-
-    def mix(self, scores, v, offset=0):
-        """Plain path: causal mask, softmax, dropout, weighted sum.
-
-        scores (B, nh, Tq, Tk), v (B, nh, Tk, hs) -> (B, nh, Tq, hs)
-        """
-        mask = self.mask(scores.size(-2), scores.size(-1), offset)
-        if self.mask_after_softmax:  # the naive order: future keys still share the denominator
-            weights = zero_masked_weights(attn_softmax(scores.float()), mask)
-        else:
-            weights = attn_softmax(apply_causal_mask(scores, mask).float())
-        return compute_outputs(self.attn_drop(weights.type_as(v)), v)
-
-    def output(self, y):
-        """(B, nh, T, hs) -> (B, T, C): merge heads, project, dropout."""
-        return self.resid_drop(self.proj(merge_heads(y)))
-
-
-class CausalCrossAttention(AttentionCore):
-    """Queries from x_q attend over keys/values from x_kv; key j is hidden from query i when j > i."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.key = nn.Linear(config.n_embd, config.n_embd)
-        # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
-        self.query = self.key if getattr(config, "shared_qk", False) else nn.Linear(config.n_embd, config.n_embd)
+        self.mask_after_softmax = config.mask_after_softmax
+        self.fused = config.fused_attention and not config.mask_after_softmax
+        # causal_mask[i, j] is True where query i may see key j (j <= i); not saved
+        mask = torch.ones(config.block_size, config.block_size, dtype=torch.bool).tril()
+        self.register_buffer("causal_mask", mask, persistent=False)
+        if query_key:
+            self.key = nn.Linear(config.n_embd, config.n_embd)
+            # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
+            self.query = self.key if config.shared_qk else nn.Linear(config.n_embd, config.n_embd)
 
     def attend(self, q, k, v, offset=0):
-        """Scaled dot-product attention: q (B, nh, Tq, hs), k/v (B, nh, Tk, hs) -> (B, nh, Tq, hs)."""
+        """Causal softmax(q k^T / sqrt(hs)) v: q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs);
+        query i sees keys j <= i + offset, offset being the number of cached keys (decoding)."""
         if self.fused:
+            # offset 0: PyTorch's is_causal, which is this top-left aligned mask, with its fastest kernels
+            mask = None if offset == 0 else self.causal_mask[offset:offset + q.size(-2), :k.size(-2)]  # (Tq, Tk)
             dropout = self.attn_drop.p if self.training else 0.0
-            if offset == 0:  # top-left aligned causal mask, which is what PyTorch's is_causal means
-                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-            mask = self.mask(q.size(-2), k.size(-2), offset)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return self.mix(attn_scaled(pairwise_similarities(q, k), q.size(-1)), v, offset)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=offset == 0)
+        return self.weighted_sum((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))), v, offset)
 
-    def forward(self, x_kv, x_q):
-        """x_kv (B, Tk, C), x_q (B, Tq, C) -> (B, Tq, C)"""
-        q = self.heads(self.query(x_q))  # (B, nh, Tq, hs)
-        k = self.heads(self.key(x_kv))  # (B, nh, Tk, hs)
-        v = self.heads(self.value(x_kv))  # (B, nh, Tk, hs)
-        return self.output(self.attend(q, k, v))
-
-
-def extend_cache(layer_cache, k, v):
-    """Append this step's keys/values to a layer's cache dict; returns all of them and
-    the number of cached tokens that precede this step."""
-    if layer_cache is None:
-        return k, v, 0
-    offset = layer_cache["k"].size(-2) if "k" in layer_cache else 0
-    if offset:
-        k = torch.cat((layer_cache["k"], k), dim=-2)
-        v = torch.cat((layer_cache["v"], v), dim=-2)
-    layer_cache["k"], layer_cache["v"] = k, v
-    return k, v, offset
+    def weighted_sum(self, scores, v, offset=0):
+        """The plain path from the scores (B, nh, Tq, Tk) on: causal mask, softmax in float32,
+        dropout, weighted sum of v (B, nh, Tk, hs) -> (B, nh, Tq, hs)."""
+        mask = self.causal_mask[offset:offset + scores.size(-2), :scores.size(-1)]  # (Tq, Tk)
+        if self.mask_after_softmax:  # the naive order: future keys still share the denominator
+            att = F.softmax(scores.float(), dim=-1).masked_fill(~mask, 0.0)
+        else:
+            att = F.softmax(scores.masked_fill(~mask, float("-inf")).float(), dim=-1)
+        return self.attn_drop(att.type_as(v)) @ v
 
 
-class CausalSelfAttention(CausalCrossAttention):
+class CausalSelfAttention(CausalAttention):
     """Causal multi-head self-attention, with RoPE on queries and keys when config.rope."""
 
     def __init__(self, config):
@@ -137,21 +112,36 @@ class CausalSelfAttention(CausalCrossAttention):
             assert head_dim % 2 == 0, "RoPE rotates feature pairs: head size must be even"
             self.register_buffer("rope_cache", precompute_rotary_emb(head_dim, config.block_size))
 
-    def forward(self, x, layer_cache=None):
-        """x (B, T, C) -> (B, T, C). layer_cache: None, or a dict of this layer's
-        cached keys/values that is extended in place (decoding)."""
-        q = self.heads(self.query(x))  # (B, nh, T, hs)
-        k = self.heads(self.key(x))
-        v = self.heads(self.value(x))
-        start = layer_cache["k"].size(-2) if layer_cache and "k" in layer_cache else 0
-        if self.rope:
-            positions = self.rope_cache[start:]  # position of x[:, 0] onwards
-            q, k = apply_rotary_emb(q, positions), apply_rotary_emb(k, positions)
-        k, v, offset = extend_cache(layer_cache, k, v)
-        return self.output(self.attend(q, k, v, offset))
+    def forward(self, x, cache=None):
+        """x (B, T, C) -> (B, T, C); cache: a KVCache of the positions before x (decoding), or None"""
+        B, T, C = x.size()
+        offset = cache.offset if cache is not None else 0  # position of x[:, 0]
+        q = self.query(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.key(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if self.rope:  # rotate by absolute position
+            q, k = apply_rotary_emb(q, self.rope_cache[offset:]), apply_rotary_emb(k, self.rope_cache[offset:])
+        if cache is not None:
+            k, v = cache.append(self, k, v)  # (B, nh, offset + T, hs)
+        y = self.attend(q, k, v, offset)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): the heads side by side
+        return self.resid_drop(self.proj(y))
 
 
-class SynthesizerAttention(AttentionCore):
+class CausalCrossAttention(CausalAttention):
+    """Queries from x_q attend over keys/values from x_kv; key j is hidden from query i when j > i."""
+
+    def forward(self, x_kv, x_q):
+        """x_kv (B, Tk, C), x_q (B, Tq, C) -> (B, Tq, C)"""
+        (B, Tk, C), Tq = x_kv.size(), x_q.size(1)
+        q = self.query(x_q).view(B, Tq, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, Tq, hs)
+        k = self.key(x_kv).view(B, Tk, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, Tk, hs)
+        v = self.value(x_kv).view(B, Tk, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, Tk, hs)
+        y = self.attend(q, k, v).transpose(1, 2).contiguous().view(B, Tq, C)  # (B, Tq, C)
+        return self.resid_drop(self.proj(y))
+
+
+class SynthesizerAttention(CausalAttention):
     """Dense synthesizer: per head Y_i = softmax(ReLU(X A_i + b1) B_i + b2) (X V_i), causal.
 
     Each token synthesises its own row of scores over the block_size-1 positions,
@@ -159,18 +149,21 @@ class SynthesizerAttention(AttentionCore):
     """
 
     def __init__(self, config):
-        super().__init__(config)
+        super().__init__(config, query_key=False)
         self.w1 = nn.Linear(config.n_embd, config.n_embd)  # A and b1, all heads at once
         self.w2 = nn.Parameter(torch.zeros(config.n_embd // config.n_head, config.block_size - 1))  # B
         self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
         self.max_len = config.block_size - 1
 
-    def forward(self, x, layer_cache=None):
-        """x (B, T, C) -> (B, T, C), T <= block_size-1; layer_cache as in CausalSelfAttention."""
-        hidden = F.relu(self.heads(self.w1(x)))  # (B, nh, T, hs)
-        v = self.heads(self.value(x))  # (B, nh, T, hs)
-        _, v, offset = extend_cache(layer_cache, v, v)
-        Tk = v.size(-2)
-        assert Tk <= self.max_len, f"synthesizer inputs are at most {self.max_len} long, got {Tk}"
-        scores = (hidden @ self.w2 + self.b2)[..., :Tk]  # (B, nh, T, Tk)
-        return self.output(self.mix(scores, v, offset))
+    def forward(self, x, cache=None):
+        """x (B, T, C) -> (B, T, C), T + cached <= block_size-1; cache as in CausalSelfAttention (values only)"""
+        B, T, C = x.size()
+        offset = cache.offset if cache is not None else 0  # position of x[:, 0]
+        assert offset + T <= self.max_len, f"synthesizer inputs are at most {self.max_len} long, got {offset + T}"
+        hidden = F.relu(self.w1(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2))  # (B, nh, T, hs)
+        v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if cache is not None:
+            [v] = cache.append(self, v)  # (B, nh, offset + T, hs)
+        scores = (hidden @ self.w2 + self.b2)[..., :offset + T]  # (B, nh, T, offset + T): row i from token i alone
+        y = self.weighted_sum(scores, v, offset).transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_drop(self.proj(y))

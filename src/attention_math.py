@@ -1,8 +1,8 @@
 """
 Attention from first principles: small pure functions, one step each.
 
-The plain (non-fused) attention path of the model is built from these, so the
-step-by-step version taught in the handouts is the one that actually runs.
+The model's plain (non-fused) path in attention.py is these steps inline, and
+tests/test_attention_math.py checks that both compute the same, bit for bit.
 Shapes use B = batch, nh = heads, Tq/Tk = query/key length, d = feature size.
 """
 import math

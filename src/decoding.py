@@ -12,6 +12,7 @@ from collections import defaultdict
 import torch
 from tqdm import tqdm
 
+from attention import KVCache
 from dataset import MASK_CHAR
 from utils import sample
 
@@ -36,7 +37,7 @@ def greedy_batch(model, prompts, steps, mask_id):
     """prompts (B, T) -> generated ids (B, <= steps), stopping once every row has produced
     mask_id. Uses the model's KV cache when it has one and the whole answer fits."""
     use_cache = model.supports_kv_cache and prompts.size(1) + steps - 1 <= model.max_len
-    cache = [{} for _ in model.blocks] if use_cache else None
+    cache = KVCache(model.max_len) if use_cache else None
     x = step_input = prompts  # x: everything so far; step_input: what the cache has not seen
     generated = []
     done = torch.zeros(prompts.size(0), dtype=torch.bool, device=prompts.device)

@@ -95,9 +95,9 @@ class Block(nn.Module):
         self.attn = SynthesizerAttention(config) if config.synthesizer else CausalSelfAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, layer_cache=None):
-        """x (B, T, C) -> (B, T, C)"""
-        x = x + self.attn(self.ln1(x), layer_cache)
+    def forward(self, x, cache=None):
+        """x (B, T, C) -> (B, T, C); cache: the KVCache of decoding, or None"""
+        x = x + self.attn(self.ln1(x), cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -190,11 +190,11 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy
         loss against targets (B, T) ignoring PAD (id 0) when targets are given.
 
-        kv_cache: a list with one dict per block, filled and extended in place, so
-        idx holds only the tokens after those already cached (decoding).
+        kv_cache: an attention.KVCache (decoding), to which every block adds idx's keys and
+        values; idx holds only the tokens after those already cached.
         """
         B, T = idx.size()
-        start = kv_cache[0]["k"].size(-2) if kv_cache and "k" in kv_cache[0] else 0
+        start = kv_cache.offset if kv_cache is not None else 0  # position of idx[:, 0]
         assert start + T <= self.max_len, f"input of length {start + T} exceeds the model's {self.max_len}"
         x = self.tok_emb(idx)  # (B, T, C)
         if hasattr(self, "pos_emb"):
@@ -208,8 +208,10 @@ class GPT(nn.Module):
                 x = block(x)
             x = self.up_block(x, x_input)  # (B, T, C)
         else:
-            for i, block in enumerate(self.blocks):
-                x = block(x, kv_cache[i] if kv_cache is not None else None)
+            for block in self.blocks:
+                x = block(x, kv_cache)
+            if kv_cache is not None:
+                kv_cache.offset += T  # every layer has stored this step's keys and values
         logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:

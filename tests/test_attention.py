@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attention import (AttentionCore, CausalCrossAttention, CausalSelfAttention, SynthesizerAttention,
+from attention import (CausalCrossAttention, CausalSelfAttention, KVCache, SynthesizerAttention,
                        apply_rotary_emb, precompute_rotary_emb)
-from model import GPTConfig
+from decoding import greedy_batch
+from model import GPT, GPTConfig
 
 BLOCK = 16
 N_EMBD = 32
@@ -168,6 +169,17 @@ def test_rope_cache_is_a_buffer_only_with_rope():
     without = CausalSelfAttention(tiny_config(rope=False))
     assert "rope_cache" not in dict(without.named_buffers())
     assert not hasattr(without, "rope_cache") or getattr(without, "rope_cache") is None
+
+
+def test_saved_names_and_no_saved_mask():
+    """What a params file holds per layer: the projections (and rope_cache), never the causal mask."""
+    names = {"value.weight", "value.bias", "proj.weight", "proj.bias", "key.weight", "key.bias",
+             "query.weight", "query.bias"}
+    assert set(CausalSelfAttention(tiny_config()).state_dict()) == names
+    assert set(CausalSelfAttention(tiny_config(rope=True)).state_dict()) == names | {"rope_cache"}
+    assert set(CausalCrossAttention(tiny_config()).state_dict()) == names
+    for layer in (CausalSelfAttention(tiny_config()), SynthesizerAttention(tiny_config(synthesizer=True))):
+        assert "causal_mask" in dict(layer.named_buffers()) and "causal_mask" not in layer.state_dict()
 
 
 @pytest.mark.parametrize("rope", [False, True])
@@ -325,30 +337,88 @@ def make_layer(kind, fused):
 @pytest.mark.parametrize("kind", ["vanilla", "rope", "synthesizer"])
 @pytest.mark.parametrize("chunks", [[1] * (BLOCK - 1), [5, 1, 1, 3, 1, 4]])
 def test_kv_cache_matches_full_forward(kind, fused, chunks):
-    """Feeding the sequence piece by piece through a layer_cache dict gives the full forward's rows."""
+    """Feeding the sequence piece by piece through a KVCache gives the full forward's rows."""
     layer = make_layer(kind, fused)
     T = sum(chunks)
     x = torch.randn(2, T, N_EMBD, generator=torch.Generator().manual_seed(16))
     with torch.no_grad():
         full = layer(x)
-        cache, outs, start = {}, [], 0
+        cache, outs = KVCache(BLOCK - 1), []
         for n in chunks:
-            outs.append(layer(x[:, start:start + n], cache))
-            start += n
+            outs.append(layer(x[:, cache.offset:cache.offset + n], cache))
+            cache.offset += n  # a layer driven alone: what GPT.forward does after its blocks
     torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def tiny_model(variant, fused=False, seed=17):
+    cfg = tiny_config(rope=variant == "rope", synthesizer=variant == "synthesizer", fused_attention=fused)
+    return randomize_(GPT(cfg), seed=seed).eval()
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "rope", "synthesizer"])
+def test_kv_cache_offset_and_buffers(variant):
+    """offset counts the positions fed so far; every layer writes them into buffers of the model's
+    max length, allocated at the first step and never reallocated (no concatenation)."""
+    model = tiny_model(variant)
+    idx = torch.randint(0, 11, (3, model.max_len), generator=torch.Generator().manual_seed(18))
+    cache = KVCache(model.max_len)
+    assert cache.offset == 0 and not cache.buffers
+    with torch.no_grad():
+        model(idx[:, :4], kv_cache=cache)
+        assert cache.offset == 4
+        layers = [block.attn for block in model.blocks]
+        assert list(cache.buffers) == layers  # keyed by the attention layer itself
+        per_layer = 1 if variant == "synthesizer" else 2  # the synthesizer has no keys, only values
+        assert all(len(cache.buffers[layer]) == per_layer for layer in layers)
+        assert all(b.shape == (3, N_HEAD, model.max_len, HS) for bs in cache.buffers.values() for b in bs)
+        addresses = [b.data_ptr() for bs in cache.buffers.values() for b in bs]
+        for t in range(4, model.max_len):
+            model(idx[:, t:t + 1], kv_cache=cache)
+            assert cache.offset == t + 1
+        assert [b.data_ptr() for bs in cache.buffers.values() for b in bs] == addresses
+        # the buffers hold what the layers' projections give for the whole sequence
+        if variant == "vanilla":
+            x = model.tok_emb(idx) + model.pos_emb[:, :model.max_len]
+            v = model.blocks[0].attn.value(model.blocks[0].ln1(x)).view(3, -1, N_HEAD, HS).transpose(1, 2)
+            torch.testing.assert_close(cache.buffers[layers[0]][1], v)
+        with pytest.raises(AssertionError, match="exceeds"):  # no room for another position
+            model(idx[:, :1], kv_cache=cache)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("variant", ["vanilla", "rope", "synthesizer"])
+def test_cached_decoding_equals_uncached(variant, fused):
+    """The logits of every step, fed one token at a time through a KVCache, are those of the whole
+    sequence (up to rounding); greedy decoding with and without the cache gives the same tokens."""
+    model = tiny_model(variant, fused)
+    idx = torch.randint(0, 11, (4, model.max_len), generator=torch.Generator().manual_seed(19))
+    with torch.no_grad():
+        cache = KVCache(model.max_len)
+        steps = [model(idx[:, :3], kv_cache=cache)[0]] + [model(idx[:, t:t + 1], kv_cache=cache)[0]
+                                                          for t in range(3, model.max_len)]
+        torch.testing.assert_close(torch.cat(steps, dim=1), model(idx)[0], atol=1e-5, rtol=1e-5)
+        assert cache.offset == model.max_len
+        prompts = idx[:, :5]
+        cached = greedy_batch(model, prompts, model.max_len - 5, mask_id=-1)  # fits: decoded with a cache
+        uncached, x = [], prompts
+        for _ in range(model.max_len - 5):
+            next_id = model(x)[0][:, -1].argmax(-1)
+            uncached.append(next_id)
+            x = torch.cat((x, next_id[:, None]), dim=1)
+    assert torch.equal(cached, torch.stack(uncached, dim=1))
 
 
 # ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
 
 
 def test_mask_after_softmax_weights_are_not_renormalised():
-    """mix() with identity values returns its weights: the full softmax with the future zeroed."""
-    naive = AttentionCore(tiny_config(mask_after_softmax=True))
-    usual = AttentionCore(tiny_config())
+    """weighted_sum() with identity values returns its weights: the full softmax with the future zeroed."""
+    naive = CausalSelfAttention(tiny_config(mask_after_softmax=True))
+    usual = CausalSelfAttention(tiny_config())
     T = 6
     scores = torch.randn(2, N_HEAD, T, T, generator=torch.Generator().manual_seed(20))  # (B, nh, T, T)
     eye = torch.eye(T).expand(2, N_HEAD, T, T)
-    w, w_usual = naive.mix(scores, eye), usual.mix(scores, eye)
+    w, w_usual = naive.weighted_sum(scores, eye), usual.weighted_sum(scores, eye)
     future = ~torch.ones(T, T, dtype=torch.bool).tril()
     torch.testing.assert_close(w, scores.softmax(-1).masked_fill(future, 0.0))
     assert torch.all(w[..., future] == 0) and torch.all(w_usual[..., future] == 0)

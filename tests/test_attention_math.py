@@ -3,8 +3,10 @@ Tests for src/attention_math.py.
 
 The full mechanism (self_attention) is checked against PyTorch's own
 multi_head_attention_forward, given identity input/output projections so that
-only the attention itself is compared. The small pieces get unit tests with
-hand-computable expected values.
+only the attention itself is compared, and against the model's layers
+(attention.py), whose plain path is these steps inline: bit for bit, cached
+decoding, the naive mask and the synthesizer included. The small pieces get
+unit tests with hand-computable expected values.
 """
 import math
 import os
@@ -28,6 +30,10 @@ from attention_math import (  # noqa: E402
     split_heads,
     zero_masked_weights,
 )
+from attention import CausalCrossAttention, CausalSelfAttention, KVCache, SynthesizerAttention  # noqa: E402
+from model import GPTConfig  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def torch_reference(Q, K, V, n_heads, causal):
@@ -194,3 +200,93 @@ def test_pairwise_similarities_and_compute_outputs():
     w = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]]])
     V = torch.tensor([[[2.0], [4.0], [8.0]]])  # (1, Tk, dv=1)
     assert torch.allclose(compute_outputs(w, V), torch.tensor([[[3.0], [7.0]]]))
+
+
+# ----------------------------------------------------------------------------- the model's path
+
+
+def model_layer(cls, **switches):
+    """A layer of attention.py with random weights, n_head 4, n_embd 32, no dropout."""
+    cfg = GPTConfig(11, 16, n_head=4, n_embd=32, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **switches)
+    layer = cls(cfg).eval()
+    g = torch.Generator().manual_seed(31)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return layer
+
+
+def step_by_step(layer, scores, v, offset=0, mask_after_softmax=False):
+    """The plain path in this module's steps, from the scores (B, nh, Tq, Tk) and values
+    (B, nh, Tk, hs) to the layer's output projection: (B, Tq, d)."""
+    mask = make_causal_mask(scores.size(-2), scores.size(-1), offset=offset)
+    if mask_after_softmax:
+        weights = zero_masked_weights(attn_softmax(scores), mask)
+    else:
+        weights = attn_softmax(apply_causal_mask(scores, mask))
+    return layer.proj(merge_heads(compute_outputs(weights, v)))
+
+
+def dot_product_steps(layer, x_kv, x_q, offset=0, mask_after_softmax=False):
+    q, k, v = (split_heads(t, 4) for t in (layer.query(x_q), layer.key(x_kv), layer.value(x_kv)))
+    scores = attn_scaled(pairwise_similarities(q, k), q.size(-1))  # (B, nh, Tq, Tk)
+    return step_by_step(layer, scores, v, offset, mask_after_softmax)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_self_attention_is_the_models_path(fused):
+    """CausalSelfAttention(x) is proj(self_attention(query(x), key(x), value(x))): bit for bit on the
+    plain path, which takes the same steps, up to rounding on the fused one."""
+    layer = model_layer(CausalSelfAttention, fused_attention=fused)
+    x = torch.randn(2, 16, 32, generator=torch.Generator().manual_seed(32))
+    with torch.no_grad():
+        ours = layer.proj(self_attention(layer.query(x), layer.key(x), layer.value(x), 4, causal=True))
+        assert torch.equal(dot_product_steps(layer, x, x), ours)
+        if fused:
+            torch.testing.assert_close(layer(x), ours, atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.equal(layer(x), ours)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("Tq,Tk", [(5, 12), (12, 5)])
+def test_cross_attention_is_the_models_path(Tq, Tk, fused):
+    layer = model_layer(CausalCrossAttention, fused_attention=fused)
+    g = torch.Generator().manual_seed(33)
+    x_kv, x_q = torch.randn(2, Tk, 32, generator=g), torch.randn(2, Tq, 32, generator=g)
+    with torch.no_grad():
+        ours = layer.proj(self_attention(layer.query(x_q), layer.key(x_kv), layer.value(x_kv), 4, causal=True))
+        if fused:
+            torch.testing.assert_close(layer(x_kv, x_q), ours, atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.equal(layer(x_kv, x_q), ours)
+
+
+def test_cached_step_is_the_offset_mask():
+    """A decoding step through the model's KV cache: the new queries against every key so far, under
+    make_causal_mask(Tq, Tk, offset) with offset = the number of cached positions."""
+    layer = model_layer(CausalSelfAttention)
+    x = torch.randn(2, 16, 32, generator=torch.Generator().manual_seed(34))
+    cache = KVCache(16)
+    with torch.no_grad():
+        layer(x[:, :9], cache)
+        cache.offset = 9
+        step = layer(x[:, 9:12], cache)  # (B, 3, d): positions 9, 10, 11
+        torch.testing.assert_close(step, dot_product_steps(layer, x[:, :12], x[:, 9:12], offset=9),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_mask_after_softmax_is_the_models_naive_path():
+    layer = model_layer(CausalSelfAttention, mask_after_softmax=True, fused_attention=True)  # fused: ignored
+    x = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(35))
+    with torch.no_grad():
+        assert torch.equal(layer(x), dot_product_steps(layer, x, x, mask_after_softmax=True))
+
+
+def test_synthesizer_is_the_steps_on_synthesised_scores():
+    layer = model_layer(SynthesizerAttention)
+    x = torch.randn(2, 15, 32, generator=torch.Generator().manual_seed(36))
+    with torch.no_grad():
+        hidden = torch.relu(split_heads(layer.w1(x), 4))  # (B, nh, T, hs)
+        scores = hidden @ layer.w2 + layer.b2  # (B, nh, T, 15): row i synthesised from token i alone
+        assert torch.equal(layer(x), step_by_step(layer, scores, split_heads(layer.value(x), 4)))

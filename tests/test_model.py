@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
+from attention import CausalCrossAttention, CausalSelfAttention, KVCache, SynthesizerAttention
 from model import GPT, Block, DownProjectBlock, GPTConfig, UpProjectBlock, config_for_variant
 
 VARIANTS = ["vanilla", "rope", "perceiver", "synthesizer"]
@@ -356,7 +356,7 @@ def test_model_kv_cache_matches_full_forward(variant, fused):
     idx = random_ids(2, T, seed=11)
     with torch.no_grad():
         full = model(idx)[0]
-        cache = [{} for _ in model.blocks]
+        cache = KVCache(model.max_len)
         steps = [model(idx[:, :4], kv_cache=cache)[0]]
         steps += [model(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(4, T)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
@@ -442,7 +442,7 @@ def test_sinusoidal_and_shared_qk_models_stay_causal_and_cache(variant, switch):
     assert_causal(model, BLOCK, seed=32)
     idx = random_ids(2, BLOCK, seed=33)
     with torch.no_grad():
-        cache = [{} for _ in model.blocks]
+        cache = KVCache(model.max_len)
         steps = [model(idx[:, :5], kv_cache=cache)[0]] + [model(idx[:, t:t + 1], kv_cache=cache)[0]
                                                           for t in range(5, BLOCK)]
         torch.testing.assert_close(torch.cat(steps, dim=1), model(idx)[0], atol=1e-5, rtol=1e-5)
