@@ -215,13 +215,15 @@ demo() {
       --json_path "$O/probe_recall.json"
   }
   local seconds=$((SECONDS - started))
-  accuracy() { grep -o 'Correct: .*' "$O/logs/$1.log" | tail -1 | sed 's/Correct: //'; }
+  local acc
+  mapfile -t acc < <("$PY" src/report.py --accuracy "$O/baseline_accuracy.txt.json" \
+    "$O/nopretrain.dev.predictions.json" "$O/pretrain.dev.predictions.json")
   echo
   echo "Demo results ($variant${extra:+ $extra}, synthetic corpus of $people people x $bios lines, seed $seed," \
     "dev set, $(nproc) CPU cores, ${seconds} s):"
-  printf "  %-34s %s\n" "most common place baseline" "$(accuracy baseline)"
-  printf "  %-34s %s\n" "$variant without pretraining" "$(accuracy eval_without_pretrain)"
-  printf "  %-34s %s\n" "$variant pretrained + finetuned" "$(accuracy eval_with_pretrain)"
+  printf "  %-34s %s\n" "most common place baseline" "${acc[0]}"
+  printf "  %-34s %s\n" "$variant without pretraining" "${acc[1]}"
+  printf "  %-34s %s\n" "$variant pretrained + finetuned" "${acc[2]}"
   printf "  %-34s %s\n" "pretrained, recalled from own line" \
     "$(sed -n 's/^own line *\([0-9]*\)\/\([0-9]*\) .*/\1 out of \2/p' "$O/logs/probe_recall.log")"
 }
@@ -251,9 +253,12 @@ cpu_real() {
       "$D/birth_dev.tsv" --json_path "$O/probe_recall.json"
   echo
   echo "cpu_real results (dev set, $CPU_REAL_ARGS, $(nproc) CPU cores; this invocation took $((SECONDS - started)) s):"
-  printf "  %-34s %s\n" "London baseline" "$(cat "$O/london_baseline_accuracy.txt")%"
-  printf "  %-34s %s\n" "vanilla without pretraining" "$(grep -o 'Correct: .*' "$O/logs/vanilla_eval_dev_without_pretrain.log" | tail -1)"
-  printf "  %-34s %s\n" "vanilla pretrained + finetuned" "$(grep -o 'Correct: .*' "$O/logs/vanilla_eval_dev_with_pretrain.log" | tail -1)"
+  local acc
+  mapfile -t acc < <("$PY" src/report.py --accuracy "$O/london_baseline_accuracy.txt.json" \
+    "$O/vanilla.nopretrain.dev.predictions.json" "$O/vanilla.pretrain.dev.predictions.json")
+  printf "  %-34s %s\n" "London baseline" "${acc[0]}"
+  printf "  %-34s %s\n" "vanilla without pretraining" "${acc[1]}"
+  printf "  %-34s %s\n" "vanilla pretrained + finetuned" "${acc[2]}"
 }
 
 # ---------------------------------------------------------------- dispatch

@@ -49,7 +49,7 @@ from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
 from params import load_model, model_description, read_state_dict
 from trainer import TrainerConfig, make_optimizer
-from utils import UserError, read_lines, read_text, resolve_device, set_seed
+from utils import UserError, count_correct, read_qa, read_text, resolve_device, set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -251,8 +251,8 @@ def bench_eval(args, device, fast, corpus, dev_path):
     stoi = {c: i for i, c in enumerate(itos)}
     model.to(device)
     model.eval()
-    rows = [line.split("\t") for line in read_lines(dev_path, "dev file")][:args.questions]
-    questions = [row[0] for row in rows]
+    rows = read_qa(dev_path, "dev file")[:args.questions]
+    questions = [question for _, question, _ in rows]
     batch_size = args.batch_size or 256
     warmup = 8 if args.warmup is None else args.warmup
     if warmup:
@@ -272,9 +272,9 @@ def bench_eval(args, device, fast, corpus, dev_path):
               "decoder": "batched, KV cache" if fast else "one question at a time (utils.sample)",
               "batch_size": batch_size if fast else 1, "dtype": "float32", "tf32": fast and device.type == "cuda",
               "mean_answer_chars": sum(map(len, answers)) / max(1, len(answers))}
-    if all(len(row) > 1 for row in rows):
-        correct = sum(row[1].strip() == answer for row, answer in zip(rows, answers))
-        result.update(correct=correct, accuracy=correct / max(1, len(rows)))
+    total, correct = count_correct(rows, answers, dev_path)
+    if total:
+        result.update(correct=correct, accuracy=correct / total)
     return result
 
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from course import CS224N, COURSES, get_course
-from utils import UserError, read_text
+from utils import UserError, parse_qa, read_text
 
 PAD_CHAR = "\u25A1"  # "□", id 0: padding, ignored by the loss
 MASK_CHAR = "\u2047"  # "⁇", id 1: marks the masked span and the end of an answer
@@ -88,31 +88,20 @@ class CharCorruptionDataset(Dataset):
         return ids[:-1], ids[1:]
 
 
-def parse_qa_lines(lines, source, stoi=None, block_size=None):
-    """[(question, answer)] from the lines of a 'question<TAB>answer' file, each checked;
-    blank lines are skipped but counted, so that errors name the line of the file."""
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2:
-            problem = "has no tab between question and answer" if len(fields) == 1 else \
-                f"has {len(fields)} tab-separated fields, expected 2 (question<TAB>answer)"
-            raise UserError(f"{source} line {number} {problem}: {line[:60]!r}")
-        question, answer = fields[0], fields[1].strip()
-        if stoi is not None:
-            unknown = sorted(set(question + answer) - set(stoi))
-            if unknown:
-                raise UserError(f"{source} line {number} has characters that are not in the pretraining "
-                                f"corpus vocabulary: {''.join(unknown)!r}")
-        if block_size is not None and len(question) + len(answer) + 2 > block_size:
+def check_qa(rows, source, stoi, block_size):
+    """[(question, answer)] of parse_qa rows, refusing characters outside the vocabulary and lines
+    too long for the block."""
+    if not rows:
+        raise UserError(f"{source} has no question<TAB>answer lines")
+    for number, question, answer in rows:
+        unknown = sorted(set(question + answer) - set(stoi))
+        if unknown:
+            raise UserError(f"{source} line {number} has characters that are not in the pretraining "
+                            f"corpus vocabulary: {''.join(unknown)!r}")
+        if len(question) + len(answer) + 2 > block_size:
             raise UserError(f"{source} line {number} is too long: question + answer + 2 masks is "
                             f"{len(question) + len(answer) + 2} characters, the block size is {block_size}")
-        pairs.append((question, answer))
-    if not pairs:
-        raise UserError(f"{source} has no question<TAB>answer lines")
-    return pairs
+    return [(question, answer) for _, question, answer in rows]
 
 
 class NameDataset(Dataset):
@@ -128,7 +117,7 @@ class NameDataset(Dataset):
         self.stoi = pretraining_dataset.stoi
         self.vocab_size = len(self.itos)
         self.block_size = pretraining_dataset.block_size
-        self.data = parse_qa_lines(data.split("\n"), source, self.stoi, self.block_size)
+        self.data = check_qa(parse_qa(data, source, answers=True), source, self.stoi, self.block_size)
 
     def __len__(self):
         return len(self.data)

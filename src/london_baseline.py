@@ -6,11 +6,12 @@ Accuracy of always answering the same place: "London" on the dev set by default
     python src/london_baseline.py --most_common_from birth_places_train.tsv
 """
 import argparse
+import json
 import sys
 from collections import Counter
 
-from dataset import find_data_file, parse_qa_lines
-from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text
+from dataset import find_data_file
+from utils import UserError, atomic_write_text, count_correct, read_qa
 
 
 def main(argv=None):
@@ -24,15 +25,20 @@ def main(argv=None):
     path = args.eval_corpus_path or find_data_file("birth_dev.tsv")
     place = args.place
     if args.most_common_from:
-        answers = [a for _, a in parse_qa_lines(read_text(args.most_common_from).split("\n"),
-                                                  args.most_common_from)]
+        answers = [a for _, _, a in read_qa(args.most_common_from, "training file", answers=True)]
+        if not answers:
+            raise UserError(f"{args.most_common_from} has no question<TAB>answer lines")
         place = Counter(answers).most_common(1)[0][0]
-    n_questions = len(read_lines(path, "evaluation corpus"))
-    total, correct = evaluate_places(path, [place] * n_questions)
+    rows = read_qa(path, "evaluation corpus")
+    total, correct = count_correct(rows, [place] * len(rows), path)
     if total == 0:
         raise UserError(f"{path} has no answers to compare with")
     accuracy = 100.0 * correct / total
     atomic_write_text(args.outputs_path, f"{accuracy}\n")
+    # the figures for other tools (report.py), beside the handout's file
+    atomic_write_text(args.outputs_path + ".json", json.dumps({
+        "function": "baseline", "place": place, "eval_corpus": path, "correct": correct, "total": total,
+        "percent": accuracy}) + "\n")
     print(f"Always answering {place!r} on {path}: Correct: {correct} out of {total}: {accuracy}%")
     print(f"accuracy written to {args.outputs_path}")
 

@@ -15,10 +15,10 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from dataset import build_vocab, parse_qa_lines, truncation_range
+from dataset import build_vocab, truncation_range
 from decoding import encode_question, greedy_by_length, predict_places
 from params import load_model
-from utils import UserError, atomic_write_text, read_text, resolve_device
+from utils import UserError, atomic_write_text, read_qa, read_text, resolve_device
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
 
@@ -91,7 +91,7 @@ def read_people(paths, n_people):
     """[(question, name, place)] of the first n_people lines of the question files, in order."""
     people = []
     for path in paths:
-        for question, place in parse_qa_lines(read_text(path, "question file").split("\n"), path):
+        for _, question, place in read_qa(path, "question file", answers=True):
             if not (question.startswith(QUESTION_START) and question.endswith(QUESTION_END)):
                 raise UserError(f"{path}: {question[:60]!r} is not of the form 'Where was NAME born?'")
             people.append((question, question[len(QUESTION_START):-len(QUESTION_END)], place))

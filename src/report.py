@@ -5,8 +5,9 @@ Results of the runs: a markdown table, JSON and loss plots from run.sh's logs an
     ./run.sh report                        # the same, with run.sh's RESULTS_DIR
 
 Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, results/demo-*/logs/STEP.log
-from each `./run.sh demo [VARIANT] [OPTIONS]`) and the TensorBoard event files under expt/ (tags
-train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
+from each `./run.sh demo [VARIANT] [OPTIONS]`) for their commands and errors, the JSON each command
+wrote beside its output (PARAMS.json, PREDICTIONS.json: the figures), and the TensorBoard event
+files under expt/ (tags train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
 figure per phase, one line per run). Each demo is named by its directory, e.g. demo-vanilla-shared_qk.
 Runs that are missing or failed show as '—'.
 """
@@ -21,23 +22,33 @@ import sys
 VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
 DASH = "—"
 
-# ---------------------------------------------------------------- reading one log
+# ---------------------------------------------------------------- reading one run
 
-PATTERNS = {
-    "device": re.compile(r"^device: (?P<device>[^|]*?) \| dtype: (?P<dtype>[^|]*?)(?: \||$)"),
-    "model": re.compile(r"^model: (?P<variant>\w+), (?P<params>[\d,]+) parameters"),
-    "took": re.compile(r"\b(?P<phase>pretrain|finetune) took (?P<seconds>[\d.]+) s"),
-    "correct": re.compile(r"Correct: (?P<correct>\d+) out of (?P<total>\d+): (?P<percent>[\d.eE+-]+)%"),
-    "no_targets": re.compile(r"Predictions written to (?P<path>.*); no targets provided"),
-    "baseline": re.compile(r"^Always answering (?P<place>'.*?'|\".*?\") on "),
-    "error": re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted(?:$|: )"),
-}
+# a failed run writes no results: its log's last error line says why
+ERROR = re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted(?:$|: )")
+
+
+def option(command, name, default=None):
+    """The value of --name in a logged command line, or default."""
+    m = re.search(rf"--{name} (\S+)", command or "")
+    return m[1] if m else default
+
+
+def results_path(command):
+    """The JSON that the logged command wrote beside its output: run.py's PARAMS.json (pretrain,
+    finetune) or OUTPUTS.json (evaluate), london_baseline.py's OUTPUTS.json."""
+    if re.search(r"\blondon_baseline\.py\b", command):
+        return option(command, "outputs_path", "london_baseline_accuracy.txt") + ".json"
+    m = re.search(r"\brun\.py (\w+)", command)
+    out = option(command, "outputs_path" if m and m[1] == "evaluate" else "writing_params_path")
+    return out + ".json" if m and out else None
 
 
 def parse_log(path):
-    """What a run log says: its command, device, model size, training time, accuracy, errors."""
-    info = {"log": path, "command": None, "device": None, "dtype": None, "variant": None,
-            "parameters": None, "seconds": None, "phase": None, "correct": None, "total": None,
+    """One run: the command and errors from its log (run.sh writes '+ command' first), its figures
+    (device, model size, training time, accuracy) from the JSON the command wrote."""
+    info = {"log": path, "command": None, "results": None, "device": None, "dtype": None, "variant": None,
+            "parameters": None, "bottleneck_dim": None, "seconds": None, "phase": None, "correct": None, "total": None,
             "percent": None, "predictions": None, "place": None, "error": None}
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -45,36 +56,28 @@ def parse_log(path):
     except OSError as e:
         info["error"] = f"cannot read: {e}"
         return info
-    # progress bars rewrite their line with '\r'; each piece is a line of its own here
-    for line in re.split(r"[\r\n]+", text):
+    for line in re.split(r"[\r\n]+", text):  # progress bars rewrite their line with '\r'
         line = line.strip()
         if line.startswith("+ ") and info["command"] is None:
             info["command"] = line[2:]
-            continue
-        if m := PATTERNS["device"].match(line):
-            info["device"], info["dtype"] = m["device"].strip(), m["dtype"].strip()
-        elif m := PATTERNS["model"].match(line):
-            info["variant"], info["parameters"] = m["variant"], int(m["params"].replace(",", ""))
-        elif m := PATTERNS["took"].search(line):
-            info["phase"], info["seconds"] = m["phase"], float(m["seconds"])
-        elif m := PATTERNS["correct"].search(line):
-            info["correct"], info["total"], info["percent"] = int(m["correct"]), int(m["total"]), float(m["percent"])
-        elif m := PATTERNS["no_targets"].search(line):
-            info["predictions"] = m["path"].strip()
-        if m := PATTERNS["baseline"].match(line):
-            info["place"] = m["place"][1:-1]
-        if PATTERNS["error"].match(line):
+        elif ERROR.match(line):
             info["error"] = line  # the last one wins: a traceback ends with the exception
-    if info["variant"] is None and info["command"]:
-        m = re.search(r"\brun\.py \w+ (\w+)", info["command"])
-        info["variant"] = m[1] if m else None
+    m = re.search(r"\brun\.py \w+ (\w+)", info["command"] or "")
+    info["variant"] = m[1] if m else None
+    info["results"] = results_path(info["command"] or "")
+    try:
+        with open(info["results"], encoding="utf-8") as f:
+            found = json.load(f)
+    except (OSError, TypeError, ValueError):  # not written: the run failed, or it is older than these files
+        return info
+    for key in ("device", "dtype", "variant", "parameters", "correct", "total", "percent", "place"):
+        info[key] = found.get(key, info[key])
+    info["bottleneck_dim"] = (found.get("model") or {}).get("bottleneck_dim")
+    if found.get("function") in ("pretrain", "finetune"):
+        info["phase"], info["seconds"] = found["function"], found.get("seconds")
+    if found.get("function") == "evaluate" and not found.get("total"):
+        info["predictions"] = found.get("predictions")
     return info
-
-
-def option(command, name):
-    """The value of --name in a logged command line, or None."""
-    m = re.search(rf"--{name} (\S+)", command or "")
-    return m[1] if m else None
 
 
 def corpus_of(command):
@@ -130,7 +133,7 @@ def find_demos(demos_dir, logs_dir, logs):
 
 
 def accuracy(info):
-    if info and info["total"]:
+    if info and info.get("total"):
         return {"correct": info["correct"], "total": info["total"], "percent": info["percent"]}
     return None
 
@@ -167,8 +170,7 @@ def summarize(runs, logs):
             if row["corpus"] is None:
                 row["corpus"] = corpus_of(info["command"])
             if row["bottleneck_dim"] is None and variant == "perceiver":
-                bd = option(info["command"], "bottleneck_dim")
-                row["bottleneck_dim"] = int(bd) if bd and bd.isdigit() else None
+                row["bottleneck_dim"] = info["bottleneck_dim"]
         row["status"] = ("failed" if row["errors"] else "not run" if not present
                          else "complete" if not row["missing"] else "partial")
         rows.append(row)
@@ -376,7 +378,17 @@ def main(argv=None):
     p.add_argument("--demos", help="where the demo-*/logs/ of ./run.sh demo are (default: the parent of --logs)")
     p.add_argument("--runs", default="expt", help="TensorBoard runs: PHASE/NAME/events.* (default expt)")
     p.add_argument("--out", default="results", help="where README.md, results.json and the PNGs go")
+    p.add_argument("--accuracy", nargs="+", metavar="JSON",
+                   help="only print the accuracy in each results JSON (run.sh's summaries), '—' where there is none")
     args = p.parse_args(argv)
+    if args.accuracy:
+        for path in args.accuracy:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    print(fmt_accuracy(accuracy(json.load(f))))
+            except (OSError, ValueError, KeyError):
+                print(DASH)
+        return None
     demos = args.demos or os.path.normpath(os.path.join(args.logs, os.pardir))
     os.makedirs(args.out, exist_ok=True)
     report = build_report(args.logs, args.runs, args.out, demos)

@@ -25,10 +25,10 @@ from course import COURSES
 from dataset import CharCorruptionDataset, NameDataset, build_vocab
 from decoding import encode_question, predict_places
 from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, config_for_variant
-from params import load_model, save_params
+from params import describe_model, load_model, save_params
 from checkpoint import Interrupted
 from trainer import Trainer
-from utils import (UserError, atomic_write_text, check_output_dir, evaluate_places, read_text, resolve_device,
+from utils import (UserError, atomic_write_text, check_output_dir, count_correct, read_qa, read_text, resolve_device,
                    set_seed)
 
 # the options that describe the model, with their defaults (the recipe's model, experiments off)
@@ -170,8 +170,9 @@ def train(model, dataset, trainer_config, setup, args):
         print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
     setup.configure(trainer_config, dataset)
     started = time.time()
+    trainer = Trainer(model, dataset, None, trainer_config)
     try:
-        Trainer(model, dataset, None, trainer_config).train()
+        trainer.train()
     except Interrupted as e:
         if os.path.exists(trainer_config.resume_path):  # the trainer saved where it stood
             raise Interrupted(f"training state saved to {trainer_config.resume_path}; run the same command "
@@ -180,14 +181,31 @@ def train(model, dataset, trainer_config, setup, args):
     finally:
         if trainer_config.writer is not None:
             trainer_config.writer.close()
-    print(f"{trainer_config.desc} took {time.time() - started:.1f} s", flush=True)
+    seconds = time.time() - started
+    print(f"{trainer_config.desc} took {seconds:.1f} s", flush=True)
+    c = trainer_config
+    return {"seconds": seconds, "final_loss": trainer.loss, "steps": trainer.step, "tokens": trainer.tokens,
+            "epochs": c.max_epochs, "batch_size": c.batch_size, "learning_rate": c.learning_rate}
 
 
-def finish(model, args, itos):
-    """Write the params, then drop the resumable checkpoint that is no longer needed."""
+def run_record(args, setup, model, **figures):
+    """What a run did, for other tools (report.py, augmentation_report.py): written as JSON beside its output."""
+    description = {k: v for k, v in describe_model(model, []).items() if k != "vocab"}
+    return {"function": args.function, "variant": args.variant, "corpus": args.pretrain_corpus_path,
+            "model": description, "parameters": sum(p.numel() for p in model.parameters()),
+            "device": setup.device_name(), "dtype": setup.dtype_name(), **figures}
+
+
+def finish(model, args, setup, itos, figures):
+    """Write the params and the run's record beside them (PARAMS.json), then drop the resumable
+    checkpoint that is no longer needed."""
     if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
         return
     save_params(model, args.writing_params_path, itos)
+    record = run_record(args, setup, model, params=args.writing_params_path,
+                        reading_params=args.reading_params_path if args.function == "finetune" else None,
+                        finetune_corpus=args.finetune_corpus_path if args.function == "finetune" else None, **figures)
+    atomic_write_text(args.writing_params_path + ".json", json.dumps(record) + "\n")
     if os.path.exists(args.writing_params_path + ".ckpt"):
         os.remove(args.writing_params_path + ".ckpt")
     print(f"params written to {args.writing_params_path}")
@@ -199,8 +217,8 @@ def pretrain(args, setup, pretrain_dataset, model):
     config = pretrain_dataset.course.pretrain_config(
         len(pretrain_dataset), args.block_size, max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
         learning_rate=args.pretrain_lr, writer=tensorboard_writer(args), desc="pretrain")
-    train(model, pretrain_dataset, config, setup, args)
-    finish(model, args, pretrain_dataset.itos)
+    figures = train(model, pretrain_dataset, config, setup, args)
+    finish(model, args, setup, pretrain_dataset.itos, figures)
 
 
 def finetune(args, setup, pretrain_dataset, model):
@@ -212,8 +230,8 @@ def finetune(args, setup, pretrain_dataset, model):
         len(pretrain_dataset), args.block_size, pretrained=bool(args.reading_params_path),
         max_epochs=args.finetune_epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
         writer=tensorboard_writer(args), desc="finetune")
-    train(model, finetune_dataset, config, setup, args)
-    finish(model, args, pretrain_dataset.itos)
+    figures = train(model, finetune_dataset, config, setup, args)
+    finish(model, args, setup, pretrain_dataset.itos, figures)
 
 
 def evaluate(args, setup, pretrain_dataset, model):
@@ -225,14 +243,11 @@ def evaluate(args, setup, pretrain_dataset, model):
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise UserError(f"the directory of --outputs_path does not exist: {out_dir}")
-    # (line number in the file, question) of the non-blank lines, so that warnings name the right line
-    numbered = [(number, line.split("\t")[0])
-                for number, line in enumerate(read_text(path, "evaluation corpus").split("\n"), 1) if line.strip()]
-    questions = [question for _, question in numbered]
+    rows = read_qa(path, "evaluation corpus")  # a malformed line stops the run now, before anything is written
+    questions = [question for _, question, _ in rows]
     if not questions:
         raise UserError(f"evaluation corpus {path} has no questions")
-    evaluate_places(path, [""] * len(questions))  # a malformed line stops the run now, before anything is written
-    for number, question in numbered:
+    for number, question, _ in rows:
         ids, unknown = encode_question(question, pretrain_dataset.stoi)
         if unknown:
             print(f"warning: {path} line {number}: characters {''.join(unknown)!r} are not in the vocabulary "
@@ -245,12 +260,11 @@ def evaluate(args, setup, pretrain_dataset, model):
                                  batched=setup.batched_decoding)
     elapsed = time.time() - started
     atomic_write_text(out, "".join(p + "\n" for p in predictions))
-    total, correct = evaluate_places(path, predictions)
+    total, correct = count_correct(rows, predictions, path)
     # the figures for other tools (report, augmentation_report), beside the predictions
-    atomic_write_text(out + ".json", json.dumps({
-        "params": params, "eval_corpus": path, "predictions": out, "questions": len(questions),
-        "correct": correct, "total": total, "percent": 100.0 * correct / total if total else None,
-        "seconds": elapsed}) + "\n")
+    atomic_write_text(out + ".json", json.dumps(run_record(
+        args, setup, model, params=params, eval_corpus=path, predictions=out, questions=len(questions),
+        correct=correct, total=total, percent=100.0 * correct / total if total else None, seconds=elapsed)) + "\n")
     print(f"decoded {len(questions)} questions in {elapsed:.2f} s")
     if total > 0:
         print(f"Correct: {correct} out of {total}: {100.0 * correct / total}%")

@@ -36,11 +36,15 @@ class Speed:
     compile: bool = False
     num_workers: int = 0
 
+    def device_name(self):
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+
+    def dtype_name(self):
+        return "bf16 autocast" if self.amp_dtype else "float32"
+
     def describe(self):
         """The start-up line that says what runs how."""
-        cuda = self.device.type == "cuda"
-        name = torch.cuda.get_device_name(self.device) if cuda else self.device.type
-        return (f"device: {name} | dtype: {'bf16 autocast' if self.amp_dtype else 'float32'} | "
+        return (f"device: {self.device_name()} | dtype: {self.dtype_name()} | "
                 f"fused attention: {on(self.fused_attention)} | TF32: {on(self.tf32)} | "
                 f"batched KV-cache decoding: {on(self.batched_decoding)} | "
                 f"batched span corruption: {on(self.batched_corruption)} | torch.compile: {on(self.compile)}")

@@ -95,6 +95,7 @@ class Trainer:
         self.model.to(self.device)
         # where training stands: tokens seen (for the schedule), optimizer steps, epoch and batches done in it
         self.tokens = self.step = self.epoch = self.iteration = 0
+        self.loss = None  # the last loss read out
         self.optimizer = self.train_loader = self.train_model = self.epoch_start = None  # made by train()
 
     def train(self):
@@ -214,6 +215,7 @@ class Trainer:
             raise NonFiniteLossError(f"training loss became {loss} at step {self.step} (epoch {self.epoch + 1}, "
                                      f"iteration {self.iteration - 1}); stopping without writing params. "
                                      f"Try a lower learning rate.")
+        self.loss = loss
         bar.set_postfix_str(f"epoch {self.epoch + 1} iter {self.iteration - 1}: loss {loss:.5f} lr {lr:.4e}",
                             refresh=False)
         if self.config.writer is not None:

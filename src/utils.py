@@ -40,11 +40,6 @@ def read_text(path, what="file"):
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_lines(path, what="file"):
-    """Non-blank lines of a text file (see read_text), without their line endings."""
-    return [line for line in read_text(path, what).split("\n") if line.strip()]
-
-
 def check_output_dir(path, what="output file"):
     """UserError unless the directory that path would be written into exists."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -92,25 +87,45 @@ def sample(model, x, steps, temperature=1.0, sample=False, top_k=None):
     return x
 
 
+def parse_qa(text, source, answers=None):
+    """[(line number, question, answer or None)] of the non-blank lines of a question<TAB>answer text,
+    the one reader of these files: every line has the first one's form (test inputs have questions
+    alone), at most one tab. answers=True refuses questions alone; errors name the line."""
+    rows = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) > 2:
+            raise UserError(f"{source} line {number} has {len(fields)} tab-separated fields, expected 2 "
+                            f"(question<TAB>answer): {line[:60]!r}")
+        if answers and len(fields) == 1:
+            raise UserError(f"{source} line {number} has no tab between question and answer: {line[:60]!r}")
+        if rows and (len(fields) == 2) != (rows[0][2] is not None):
+            raise UserError(f"{source} line {number} has " + ("no answer (no tab)" if len(fields) < 2 else
+                            "an answer (a tab)") + f", unlike line {rows[0][0]}")
+        rows.append((number, fields[0], fields[1].strip() if len(fields) == 2 else None))
+    return rows
+
+
+def read_qa(path, what="question file", answers=None):
+    """parse_qa of the file at path (read with read_text's checks)."""
+    return parse_qa(read_text(path, what), path, answers)
+
+
+def count_correct(rows, predicted_places, source):
+    """(total, correct) of predicted_places against the answers of read_qa rows; (0, 0) without answers."""
+    if not rows or rows[0][2] is None:
+        return 0, 0
+    if len(rows) != len(predicted_places):
+        raise UserError(f"{source} has {len(rows)} questions but {len(predicted_places)} predictions were given")
+    return len(rows), sum(answer == pred for (_, _, answer), pred in zip(rows, predicted_places))
+
+
 def evaluate_places(filepath, predicted_places):
     """(total, correct) of predicted_places against the answers in a question<TAB>answer
     file; (0, 0) when the file has no answers (test inputs)."""
-    numbered = [(number, line.split("\t")) for number, line in
-                enumerate(read_text(filepath, "evaluation file").split("\n"), 1) if line.strip()]
-    rows = [row for _, row in numbered]
-    for number, row in numbered:  # every line as the first: all with an answer, or none
-        if len(row) > 2:
-            raise UserError(f"{filepath} line {number} has {len(row)} tab-separated fields, expected "
-                            f"question<TAB>answer or a question alone")
-        if len(row) != len(rows[0]):
-            raise UserError(f"{filepath} line {number} has " + ("no answer (no tab)" if len(row) < 2 else
-                            "an answer (a tab)") + f", unlike line {numbered[0][0]}")
-    if not rows or len(rows[0]) < 2:
-        return 0, 0
-    if len(rows) != len(predicted_places):
-        raise UserError(f"{filepath} has {len(rows)} questions but {len(predicted_places)} predictions were given")
-    correct = sum(row[1].strip() == pred for row, pred in zip(rows, predicted_places))
-    return len(rows), correct
+    return count_correct(read_qa(filepath, "evaluation file"), predicted_places, filepath)
 
 
 def resolve_device(name="auto"):

@@ -1,6 +1,6 @@
 """
 src/report.py (./run.sh report): the markdown table, results.json and the loss plots, from
-the logs and TensorBoard files of a tiny real run, from the logs of one or more demos (each in its
+the logs, results JSON and TensorBoard files of a tiny real run, from the logs of one or more demos (each in its
 own results/demo-*/logs/), and from nothing at all.
 """
 import json
@@ -91,20 +91,34 @@ def test_report_command_writes_table_json_and_plots(tiny_run):
         assert p["runs"] == ["tiny_vanilla_32_pt_lr_0.006000_ft_lr_0.000600"]
 
 
-DEMO_LOGS = {  # results/demo-rope/logs/STEP.log of a `./run.sh demo rope` whose pretraining was stopped
-    "baseline": "+ python src/london_baseline.py --most_common_from x\n"
-                "Always answering 'Paris' on data/synthetic/birth_dev.tsv: Correct: 9 out of 85: 10.588%\n",
-    "finetune_without_pretrain": "+ python src/run.py finetune rope data/synthetic/wiki.txt\n"
-                                 "device: NVIDIA H100 80GB HBM3 | dtype: bf16 autocast | fused attention: on\n"
-                                 "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
-                                 "finetune:  50%|##| 1/2\rfinetune: 100%|##| 2/2\nfinetune took 20.1 s\n",
-    "eval_without_pretrain": "+ python src/run.py evaluate rope data/synthetic/wiki.txt\n"
-                             "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
-                             "Correct: 2 out of 85: 2.3529411764705883%\n",
-    "pretrain": "+ python src/run.py pretrain rope data/synthetic/wiki.txt\n"
-                "model: rope, 3,323,392 parameters, vocabulary 72, block size 128\n"
-                "Traceback (most recent call last):\n  File \"src/run.py\"\nKeyboardInterrupt\ninterrupted\n",
-}
+def demo_logs(out):
+    """The logs of a `./run.sh demo rope` whose pretraining was stopped, and the results JSON its finished
+    commands wrote into out/: {step: log text}."""
+    def record(name, **figures):
+        path = os.path.join(out, name)
+        os.makedirs(out, exist_ok=True)
+        with open(path + ".json", "w") as f:
+            json.dump(figures, f)
+        return path
+    gpu = dict(device="NVIDIA H100 80GB HBM3", dtype="bf16 autocast", variant="rope", parameters=3_323_392,
+               model={"variant": "rope", "bottleneck_dim": None})
+    baseline = record("baseline_accuracy.txt", function="baseline", place="Paris", correct=9, total=85,
+                      percent=10.588)
+    nopretrain = record("nopretrain.params", function="finetune", seconds=20.1, **gpu)
+    dev = record("nopretrain.dev.predictions", function="evaluate", correct=2, total=85,
+                 percent=2.3529411764705883, **gpu)
+    return {
+        "baseline": f"+ python src/london_baseline.py --most_common_from x --outputs_path {baseline}\n"
+                    "Always answering 'Paris' on data/synthetic/birth_dev.tsv: Correct: 9 out of 85: 10.588%\n",
+        "finetune_without_pretrain": f"+ python src/run.py finetune rope data/synthetic/wiki.txt "
+                                     f"--writing_params_path {nopretrain}\n"
+                                     "finetune:  50%|##| 1/2\rfinetune: 100%|##| 2/2\nfinetune took 20.1 s\n",
+        "eval_without_pretrain": f"+ python src/run.py evaluate rope data/synthetic/wiki.txt --outputs_path {dev}\n"
+                                 "Correct: 2 out of 85: 2.3529411764705883%\n",
+        "pretrain": f"+ python src/run.py pretrain rope data/synthetic/wiki.txt --writing_params_path "
+                    f"{os.path.join(out, 'pretrain.params')}\n"
+                    "Traceback (most recent call last):\n  File \"src/run.py\"\nKeyboardInterrupt\ninterrupted\n",
+    }
 
 
 def write_logs(logs, texts, prefix=""):
@@ -120,7 +134,7 @@ def report_of(results):
 
 
 def test_demo_logs_and_failures(tmp_path):
-    write_logs(tmp_path / "demo-rope" / "logs", DEMO_LOGS)
+    write_logs(tmp_path / "demo-rope" / "logs", demo_logs(str(tmp_path / "demo-rope")))
     data = report_of(tmp_path)
     assert data["assignment"] is None and list(data["demo"]) == ["demo-rope"]
     demo = data["demo"]["demo-rope"]
@@ -143,9 +157,14 @@ def test_demo_logs_and_failures(tmp_path):
 
 def test_every_demo_directory_is_reported(tmp_path):
     """Two demos keep their own logs and rows, named by their directories, not by the variant."""
-    write_logs(tmp_path / "demo-rope" / "logs", DEMO_LOGS)
-    shared_qk = {step: text.replace("rope", "vanilla").replace("2 out of 85: 2.35", "7 out of 85: 8.23")
-                 for step, text in DEMO_LOGS.items() if step != "pretrain"}
+    write_logs(tmp_path / "demo-rope" / "logs", demo_logs(str(tmp_path / "demo-rope")))
+    out = tmp_path / "demo-vanilla-shared_qk"
+    shared_qk = {step: text.replace("rope", "vanilla") for step, text in demo_logs(str(out)).items()
+                 if step != "pretrain"}
+    for name in ("nopretrain.params.json", "nopretrain.dev.predictions.json"):  # vanilla, and 7 correct
+        path = out / name
+        path.write_text(path.read_text().replace("rope", "vanilla").replace('"correct": 2', '"correct": 7')
+                        .replace("2.3529411764705883", "8.235294117647058"))
     write_logs(tmp_path / "demo-vanilla-shared_qk" / "logs", shared_qk)
     (tmp_path / "demo-empty" / "logs").mkdir(parents=True)  # no logs: not a demo to report
     data = report_of(tmp_path)
@@ -168,7 +187,7 @@ def test_every_demo_directory_is_reported(tmp_path):
 
 def test_demo_logs_of_older_run_sh(tmp_path):
     """results/logs/demo_STEP.log, from before each demo had its own logs/, show as the demo 'demo'."""
-    write_logs(tmp_path / "logs", DEMO_LOGS, prefix="demo_")
+    write_logs(tmp_path / "logs", demo_logs(str(tmp_path / "old")), prefix="demo_")
     data = report_of(tmp_path)
     assert data["assignment"] is None and data["other_logs"] == [] and list(data["demo"]) == ["demo"]
     runs = {r["run"]: r for r in data["demo"]["demo"]["runs"]}
@@ -188,4 +207,16 @@ def test_nothing_to_report(tmp_path):
 @pytest.mark.parametrize("line", ["interrupted", "interrupted: training state saved to x.params.ckpt; run the "
                                                  "same command with --resume to continue"])
 def test_ctrl_c_lines_of_run_py_count_as_errors(line):
-    assert report.PATTERNS["error"].match(line)
+    assert report.ERROR.match(line)
+
+
+def test_figures_come_from_the_results_json_not_the_printed_lines(tmp_path):
+    """A log whose printed figures disagree with its JSON: the JSON wins; without the JSON, no figures."""
+    logs = demo_logs(str(tmp_path / "demo-rope"))
+    logs["eval_without_pretrain"] = logs["eval_without_pretrain"].replace("Correct: 2", "Correct: 50")
+    write_logs(tmp_path / "demo-rope" / "logs", logs)
+    runs = {r["run"]: r for r in report_of(tmp_path)["demo"]["demo-rope"]["runs"]}
+    assert runs["rope, no pretraining"]["dev"]["correct"] == 2
+    os.remove(tmp_path / "demo-rope" / "nopretrain.dev.predictions.json")
+    runs = {r["run"]: r for r in report_of(tmp_path)["demo"]["demo-rope"]["runs"]}
+    assert runs["rope, no pretraining"]["dev"] is None

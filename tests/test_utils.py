@@ -8,7 +8,7 @@ import torch
 
 from model import GPT, GPTConfig
 import utils
-from utils import UserError, atomic_write_text, evaluate_places, read_lines, read_text, sample, set_seed
+from utils import UserError, atomic_write_text, evaluate_places, read_text, sample, set_seed
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,10 +67,6 @@ def test_read_text_normalises(tmp_path):
     assert read_text(write(tmp_path / "d", b"")) == ""
     # a BOM is dropped only at the start
     assert read_text(write(tmp_path / "e", "a\ufeffb")) == "a\ufeffb"
-
-
-def test_read_lines(tmp_path):
-    assert read_lines(write(tmp_path / "a", b"one\r\n\r\n  \ntwo\n")) == ["one", "two"]
 
 
 def test_read_text_not_utf8_names_the_line(tmp_path):
