@@ -48,7 +48,7 @@ from dataset import CharCorruptionDataset
 from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
 from params import load_model, model_description, read_state_dict
-from trainer import TrainerConfig, make_optimizer
+from trainer import Trainer, TrainerConfig
 from utils import UserError, count_correct, read_qa, read_text, resolve_device, set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,66 +174,43 @@ def model_config(args, vocab_size, fast):
 
 
 def bench_train(args, setup, corpus):
-    device, fast, cuda = setup.device, setup.fused_attention, setup.device.type == "cuda"
+    """Trainer.train_step itself, with the fast paths run.py gives the trainer (speed.Speed.configure)."""
+    device, cuda = setup.device, setup.device.type == "cuda"
     dataset = CharCorruptionDataset(corpus, args.block_size)
     batch_size = args.batch_size or 128
+    if len(dataset) < batch_size:
+        raise UserError(f"the corpus has fewer documents ({len(dataset)}) than a batch ({batch_size})")
     steps = args.steps or (20 if cuda else 5)
     # on the CPU the first two steps are still slow (allocator, kernel selection): both untimed
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
-    model = GPT(model_config(args, dataset.vocab_size, fast)).to(device)
-    model.train()
-    amp_dtype = setup.amp_dtype
-    config = TrainerConfig(learning_rate=6e-3, fused_adamw=setup.fused_adamw)
-    optimizer = make_optimizer(model, config)
-    source, pipeline = batch_source(args, dataset, device, fast, batch_size)
-    forward = model
-    compiled = False
-    if args.compile:
-        try:
-            forward = torch.compile(model)
-            compiled = True
-        except Exception as e:  # noqa: BLE001 - any failure means "measure without it"
-            note(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); measuring the eager model")
+    model = GPT(model_config(args, dataset.vocab_size, setup.fused_attention))
+    config = TrainerConfig(learning_rate=6e-3, batch_size=batch_size)
+    setup.configure(config, dataset)
+    trainer = Trainer(model, dataset, None, config)
+    trainer.prepare()
+    batches = batches_forever(trainer.train_loader)
 
     def step():
-        x, y = next(source)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            _, loss = forward(x, y)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
-        optimizer.step()
-        return loss, y.numel()
+        x, y = next(batches)
+        trainer.train_step(x, y)
+        return y.numel()
 
     warmup_started = time.perf_counter()
-    try:
-        for _ in range(warmup):
-            step()
-        synchronize(device)
-    except Exception as e:  # noqa: BLE001 - compilation happens on the first call
-        if not compiled:
-            raise
-        note(f"torch.compile failed on the first steps ({type(e).__name__}: {str(e)[:300]}); "
-             f"measuring the eager model")
-        forward, compiled = model, False
-        for _ in range(warmup):
-            step()
-        synchronize(device)
+    for _ in range(warmup):
+        step()
+    synchronize(device)
     warmup_seconds = time.perf_counter() - warmup_started
     started = time.perf_counter()
-    tokens = 0
-    for _ in range(steps):
-        loss, n = step()
-        tokens += n
+    tokens = sum(step() for _ in range(steps))
     synchronize(device)
     seconds = time.perf_counter() - started
     return {"tokens_per_s": tokens / seconds, "steps": steps, "tokens": tokens, "seconds": seconds,
             "step_ms": 1000 * seconds / steps, "warmup_steps": warmup, "warmup_seconds": warmup_seconds,
             "batch_size": batch_size, "block_size": args.block_size, "n_layer": args.n_layer,
             "n_head": args.n_head, "n_embd": args.n_embd, "n_params": sum(p.numel() for p in model.parameters()),
-            "fused_attention": fast, "dtype": "bf16 autocast" if amp_dtype else "float32",
-            "tf32": setup.tf32, "fused_adamw": config.fused_adamw, "compiled": compiled, "data": pipeline,
-            "final_loss": loss.item()}
+            "fused_attention": setup.fused_attention, "dtype": setup.dtype_name(), "tf32": setup.tf32,
+            "fused_adamw": config.fused_adamw, "compiled": trainer.train_model is not trainer.eager,
+            "data": type(trainer.train_loader).__name__, "final_loss": trainer.loss}
 
 
 # eval -----------------------------------------------------------------------------------------
@@ -283,7 +260,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32)  # as run.py decides it
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, compile=args.compile)  # as run.py decides it
     fast = not args.plain
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
         synthetic = None

@@ -98,14 +98,21 @@ class Trainer:
         self.loss = None  # the last loss read out
         self.optimizer = self.train_loader = self.train_model = self.epoch_start = None  # made by train()
 
-    def train(self):
-        cfg = self.config  # read now: speed.Speed.configure may set it after construction
+    def prepare(self):
+        """Optimizer, batches and the model as trained, from the config as it is now (speed.Speed.configure
+        may have set it after construction); the checkpoint's state when resuming (see checkpoint.load)."""
+        cfg = self.config
         self.optimizer = make_optimizer(self.model, cfg)
         self.train_loader = cfg.train_loader or self.loader()
         distributed.diverge_rngs()  # after the sampler's seed, which must be the same on every rank
         self.train_model = self.wrap(self.model)
-        resumed = checkpoint.load(self) if cfg.resume and cfg.resume_path and os.path.exists(cfg.resume_path) \
-            else None
+        if cfg.resume and cfg.resume_path and os.path.exists(cfg.resume_path):
+            return checkpoint.load(self)
+        return None
+
+    def train(self):
+        cfg = self.config
+        resumed = self.prepare()
         n_batches = len(self.train_loader)
         bar = tqdm(total=cfg.max_epochs * n_batches, initial=self.epoch * n_batches + self.iteration, desc=cfg.desc,
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30,
@@ -143,8 +150,8 @@ class Trainer:
             interrupt.stop()
             bar.close()
 
-    def train_step(self, x, y, bar, last):
-        """One optimizer step on the batch (x, y), the learning rate set by the tokens seen."""
+    def train_step(self, x, y, bar=None, last=False):
+        """One optimizer step on the batch (x, y), the learning rate set by the tokens seen (bench.py times it)."""
         cfg = self.config
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         # the course counts every target position, PAD included, on every rank (the same batch sizes)
@@ -158,7 +165,8 @@ class Trainer:
         self.tokens, self.step, self.iteration = tokens, self.step + 1, self.iteration + 1
         if self.step % cfg.log_every == 0 or last:
             self.log(loss.item(), lr, bar)
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
 
     def forward_backward(self, x, y):
         """The batch's loss, with its gradients in .grad. A compiled model compiles on its first
@@ -216,8 +224,9 @@ class Trainer:
                                      f"iteration {self.iteration - 1}); stopping without writing params. "
                                      f"Try a lower learning rate.")
         self.loss = loss
-        bar.set_postfix_str(f"epoch {self.epoch + 1} iter {self.iteration - 1}: loss {loss:.5f} lr {lr:.4e}",
-                            refresh=False)
+        if bar is not None:
+            bar.set_postfix_str(f"epoch {self.epoch + 1} iter {self.iteration - 1}: loss {loss:.5f} lr {lr:.4e}",
+                                refresh=False)
         if self.config.writer is not None:
             self.config.writer.add_scalar("train/loss", loss, self.step)
             self.config.writer.add_scalar("train/lr", lr, self.step)
