@@ -54,6 +54,8 @@ class GPTConfig:
     def __post_init__(self):
         if self.rope + self.perceiver + self.synthesizer > 1:
             raise ValueError("at most one of rope, perceiver and synthesizer can be on")
+        if self.perceiver and not 1 <= (self.bottleneck_dim or 0) <= self.block_size:
+            raise ValueError(f"bottleneck_dim must be between 1 and the block size {self.block_size}")
         if self.position_embedding not in POSITION_EMBEDDINGS:
             raise ValueError(f"unknown position_embedding {self.position_embedding!r}; choose one of "
                              f"{', '.join(POSITION_EMBEDDINGS)}")

@@ -49,7 +49,7 @@ def parse_log(path):
     (device, model size, training time, accuracy) from the JSON the command wrote."""
     info = {"log": path, "command": None, "results": None, "device": None, "dtype": None, "variant": None,
             "parameters": None, "bottleneck_dim": None, "seconds": None, "phase": None, "correct": None, "total": None,
-            "percent": None, "predictions": None, "place": None, "error": None}
+            "percent": None, "predictions": None, "place": None, "corpus": None, "error": None}
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
@@ -70,20 +70,13 @@ def parse_log(path):
             found = json.load(f)
     except (OSError, TypeError, ValueError):  # not written: the run failed, or it is older than these files
         return info
-    for key in ("device", "dtype", "variant", "parameters", "correct", "total", "percent", "place"):
+    for key in ("device", "dtype", "variant", "parameters", "correct", "total", "percent", "place", "predictions",
+                "corpus"):
         info[key] = found.get(key, info[key])
     info["bottleneck_dim"] = (found.get("model") or {}).get("bottleneck_dim")
     if found.get("function") in ("pretrain", "finetune"):
         info["phase"], info["seconds"] = found["function"], found.get("seconds")
-    if found.get("function") == "evaluate" and not found.get("total"):
-        info["predictions"] = found.get("predictions")
     return info
-
-
-def corpus_of(command):
-    """The pretraining corpus of a logged run.py command line (its third argument)."""
-    m = re.search(r"\brun\.py \w+ \w+ (\S+)", command or "")
-    return m[1] if m else None
 
 
 # ---------------------------------------------------------------- the runs of run.sh and of the demo
@@ -100,17 +93,15 @@ def assignment_runs():
     return runs
 
 
-def demo_runs(logs, prefix=""):
-    """The same for one ./run.sh demo, whose logs are named PREFIX + step, not by variant."""
+def demo_runs(logs):
+    """The same for one ./run.sh demo, whose logs are named by step, not by variant."""
     steps = ("eval_with_pretrain", "finetune_with_pretrain", "pretrain", "eval_without_pretrain",
              "finetune_without_pretrain")
-    variant = next((logs[prefix + s]["variant"] for s in steps
-                    if prefix + s in logs and logs[prefix + s]["variant"]), "vanilla")
+    variant = next((logs[s]["variant"] for s in steps if s in logs and logs[s]["variant"]), "vanilla")
     return [(f"{variant}, no pretraining", variant, False,
-             {"finetune": prefix + "finetune_without_pretrain", "dev": prefix + "eval_without_pretrain"}),
+             {"finetune": "finetune_without_pretrain", "dev": "eval_without_pretrain"}),
             (f"{variant}, pretrained", variant, True,
-             {"pretrain": prefix + "pretrain", "finetune": prefix + "finetune_with_pretrain",
-              "dev": prefix + "eval_with_pretrain"})]
+             {"pretrain": "pretrain", "finetune": "finetune_with_pretrain", "dev": "eval_with_pretrain"})]
 
 
 def read_logs(logs_dir):
@@ -119,17 +110,12 @@ def read_logs(logs_dir):
             for p in sorted(glob.glob(os.path.join(logs_dir, "*.log")))}
 
 
-def find_demos(demos_dir, logs_dir, logs):
-    """{demo name: (its logs directory, log name prefix, its logs)}: one per demos_dir/demo-*/logs/,
-    named by its directory (demo-vanilla, demo-vanilla-shared_qk), and 'demo' for the demo_*.log
-    that older run.sh versions wrote into logs_dir."""
-    demos = {}
-    for d in glob.glob(os.path.join(demos_dir, "demo-*", "logs")):
-        if found := read_logs(d):
-            demos[os.path.basename(os.path.dirname(d))] = (d, "", found)
-    if old := {k: v for k, v in logs.items() if k.startswith("demo_")}:
-        demos["demo"] = (os.path.join(logs_dir, "demo_*.log"), "demo_", old)
-    return dict(sorted(demos.items()))
+def find_demos(demos_dir):
+    """{demo name: (its logs directory, its logs)}: one per demos_dir/demo-*/logs/, named by its
+    directory (demo-vanilla, demo-vanilla-shared_qk)."""
+    found = {os.path.basename(os.path.dirname(d)): (d, read_logs(d))
+             for d in glob.glob(os.path.join(demos_dir, "demo-*", "logs"))}
+    return {name: demo for name, demo in sorted(found.items()) if demo[1]}
 
 
 def accuracy(info):
@@ -155,8 +141,7 @@ def summarize(runs, logs):
         test = found.get("test")
         if test:
             row["test"] = accuracy(test)
-            row["test_predictions"] = test["predictions"] or (option(test["command"], "outputs_path")
-                                                              if row["test"] else None)
+            row["test_predictions"] = test["predictions"]
         for step in ("pretrain", "finetune"):
             if found.get(step) and found[step]["seconds"] is not None:
                 row[f"{step}_s"] = found[step]["seconds"]
@@ -168,7 +153,7 @@ def summarize(runs, logs):
                 if row[key] is None and info[source] is not None:
                     row[key] = info[source]
             if row["corpus"] is None:
-                row["corpus"] = corpus_of(info["command"])
+                row["corpus"] = info["corpus"]
             if row["bottleneck_dim"] is None and variant == "perceiver":
                 row["bottleneck_dim"] = info["bottleneck_dim"]
         row["status"] = ("failed" if row["errors"] else "not run" if not present
@@ -187,32 +172,18 @@ def baseline(logs, name):
 # ---------------------------------------------------------------- TensorBoard curves
 
 def event_runs(runs_dir):
-    """{phase: [(label, event file)]}: one entry per event file under runs_dir/PHASE/NAME/.
-
-    A directory gets one event file per training run that used the same name (e.g. finetuning
-    with and without pretraining), so each file is a line of its own, numbered by age."""
-    found = {}
-    files = glob.glob(os.path.join(runs_dir, "**", "events.out.tfevents.*"), recursive=True)
-    by_dir = {}
-    for f in files:
+    """{phase: [(label, event file)]}: one entry per event file under runs_dir/PHASE/NAME/. A directory
+    gets one file per training run that used the same name (finetuning with and without pretraining):
+    each is a line of its own, numbered by age."""
+    found, by_dir = {}, {}
+    for f in glob.glob(os.path.join(runs_dir, "**", "events.out.tfevents.*"), recursive=True):
         by_dir.setdefault(os.path.dirname(f), []).append(f)
     for d, fs in sorted(by_dir.items()):
-        rel = os.path.relpath(d, runs_dir)
-        parts = rel.split(os.sep)
-        phase = parts[0] if len(parts) > 1 else "training"
-        name = os.sep.join(parts[1:]) if len(parts) > 1 else parts[0]
+        parts = os.path.relpath(d, runs_dir).split(os.sep)
+        phase, name = (parts[0], os.sep.join(parts[1:])) if len(parts) > 1 else ("training", parts[0])
         fs.sort(key=lambda f: (os.path.getmtime(f), f))
-        for i, f in enumerate(fs, 1):
-            label = name if len(fs) == 1 else f"{name} #{i} ({started(f)})"
-            found.setdefault(phase, []).append((label, f))
+        found.setdefault(phase, []).extend((name if len(fs) == 1 else f"{name} #{i}", f) for i, f in enumerate(fs, 1))
     return found
-
-
-def started(event_file):
-    """The start time in an event file's name (events.out.tfevents.UNIXTIME.HOST...), as text."""
-    m = re.search(r"tfevents\.(\d+)", os.path.basename(event_file))
-    when = int(m[1]) if m else os.path.getmtime(event_file)
-    return datetime.datetime.fromtimestamp(when).strftime("%m-%d %H:%M")
 
 
 def read_scalars(path, tags=("train/loss", "train/lr")):
@@ -356,17 +327,15 @@ def markdown(report, out_dir):
 
 def build_report(logs_dir, runs_dir, out_dir, demos_dir):
     logs = read_logs(logs_dir)
-    real = {k: v for k, v in logs.items() if not k.startswith("demo_")}
     report = {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "logs_dir": logs_dir,
               "demos_dir": demos_dir, "runs_dir": runs_dir, "assignment": None, "demo": None}
     known = {log for *_, steps in assignment_runs() for log in steps.values()} | {"london_baseline"}
-    report["other_logs"] = sorted(set(real) - known)
-    if any(k in known for k in real):
-        report["assignment"] = {"runs": summarize(assignment_runs(), real),
-                                "london_baseline": baseline(real, "london_baseline")}
-    demos = {name: {"logs_dir": d, "runs": summarize(demo_runs(found, prefix), found),
-                    "baseline": baseline(found, prefix + "baseline")}
-             for name, (d, prefix, found) in find_demos(demos_dir, logs_dir, logs).items()}
+    report["other_logs"] = sorted(set(logs) - known)
+    if any(k in known for k in logs):
+        report["assignment"] = {"runs": summarize(assignment_runs(), logs),
+                                "london_baseline": baseline(logs, "london_baseline")}
+    demos = {name: {"logs_dir": d, "runs": summarize(demo_runs(found), found), "baseline": baseline(found, "baseline")}
+             for name, (d, found) in find_demos(demos_dir).items()}
     report["demo"] = demos or None
     report["plots"] = plot_curves(runs_dir, out_dir)
     return report

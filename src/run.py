@@ -92,10 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     args = p.parse_args(argv)
-    given = {name: getattr(args, name) for name in ("bottleneck_dim", "block_size") if getattr(args, name) is not None}
-    bottleneck, block = {**MODEL_OPTIONS, **given}["bottleneck_dim"], {**MODEL_OPTIONS, **given}["block_size"]
-    from_file = args.reading_params_path and args.function != "pretrain" and args.bottleneck_dim is None
-    if args.variant == "perceiver" and not from_file and not 1 <= bottleneck <= block:
+    block = args.block_size or MODEL_OPTIONS["block_size"]
+    if args.variant == "perceiver" and args.bottleneck_dim is not None and not 1 <= args.bottleneck_dim <= block:
         p.error(f"--bottleneck_dim must be between 1 and the block size {block}")
     return args
 

@@ -121,10 +121,10 @@ def demo_logs(out):
     }
 
 
-def write_logs(logs, texts, prefix=""):
+def write_logs(logs, texts):
     logs.mkdir(parents=True, exist_ok=True)
     for step, text in texts.items():
-        (logs / f"{prefix}{step}.log").write_text(text)
+        (logs / f"{step}.log").write_text(text)
 
 
 def report_of(results):
@@ -183,17 +183,6 @@ def test_every_demo_directory_is_reported(tmp_path):
     assert shared_at < readme.index("| vanilla, no pretraining | 8.2% (7/85) |")
     assert readme.count("Most common place baseline on the dev set (always 'Paris')") == 2
     assert "demo-empty" not in readme
-
-
-def test_demo_logs_of_older_run_sh(tmp_path):
-    """results/logs/demo_STEP.log, from before each demo had its own logs/, show as the demo 'demo'."""
-    write_logs(tmp_path / "logs", demo_logs(str(tmp_path / "old")), prefix="demo_")
-    data = report_of(tmp_path)
-    assert data["assignment"] is None and data["other_logs"] == [] and list(data["demo"]) == ["demo"]
-    runs = {r["run"]: r for r in data["demo"]["demo"]["runs"]}
-    assert runs["rope, no pretraining"]["dev"]["correct"] == 2 and "demo_pretrain" in runs["rope, pretrained"]["errors"]
-    assert data["demo"]["demo"]["baseline"]["place"] == "Paris"
-    assert "failed (see demo_pretrain)" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_nothing_to_report(tmp_path):
