@@ -59,12 +59,6 @@ def data_state(loader):
     return {"torch": torch.get_rng_state(), "loader": loader.state_dict() if hasattr(loader, "state_dict") else None}
 
 
-def set_data_state(loader, state):
-    torch.set_rng_state(state["torch"].cpu())
-    if state["loader"] is not None:
-        loader.load_state_dict(state["loader"])
-
-
 def save(trainer):
     """Write trainer's resumable state to its config.resume_path (rank 0 alone)."""
     if not distributed.is_main():
@@ -113,7 +107,9 @@ def epoch_batches(trainer, resumed=None):
         trainer.epoch_start = data_state(loader)
         return iter(loader)
     trainer.epoch_start = resumed["epoch_start"]
-    set_data_state(loader, trainer.epoch_start)
+    torch.set_rng_state(trainer.epoch_start["torch"].cpu())
+    if trainer.epoch_start["loader"] is not None:
+        loader.load_state_dict(trainer.epoch_start["loader"])
     batches = iter(loader)
     for _ in range(trainer.iteration):
         next(batches)

@@ -9,6 +9,7 @@ from model import EXPERIMENTS, GPT, GPTConfig, config_for_variant
 from checkpoint import save_state_dict
 from utils import UserError, check_output_dir
 
+SIZES = ("n_layer", "n_head", "n_embd", "block_size")  # with the variant, bottleneck_dim and EXPERIMENTS: a model
 META_KEY = "birthplace_gpt"  # our entry in state_dict._metadata; torch ignores unknown entries
 
 
@@ -16,9 +17,8 @@ def describe_model(model, itos):
     """What the params file records: the model's GPTConfig without the choices of training and speed
     (dropout, fused attention), and the vocabulary."""
     c = model.config
-    return {"variant": c.variant, "n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
-            "block_size": c.block_size, "bottleneck_dim": c.bottleneck_dim if c.perceiver else None,
-            **{name: getattr(c, name) for name in EXPERIMENTS}, "vocab": "".join(itos)}
+    return {"variant": c.variant, **{name: getattr(c, name) for name in SIZES + EXPERIMENTS},
+            "bottleneck_dim": c.bottleneck_dim if c.perceiver else None, "vocab": "".join(itos)}
 
 
 def infer_variant(state_dict):
@@ -74,20 +74,17 @@ def load_model(path, itos, expect=None, fallback=None, **overrides):
     found = model_description(state_dict)
     if found:
         found = {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found}  # older files: all off
-        expect = dict(expect or {})
-        variant = expect.pop("variant", found.get("variant"))
-        if found.get("variant") != variant:
-            raise UserError(f"params file {path} holds a {found.get('variant')} model, but the variant in use "
-                            f"is {variant}")
+        expect = {k: v for k, v in (expect or {}).items() if k != "bottleneck_dim" or found["variant"] == "perceiver"}
+        if expect.get("variant", found["variant"]) != found["variant"]:
+            raise UserError(f"params file {path} holds a {found['variant']} model, but the variant in use "
+                            f"is {expect['variant']}")
         diffs = [f"{key} {found.get(key)!r} in the file vs {value!r} given" for key, value in expect.items()
-                 if found.get(key) != value and not (key == "bottleneck_dim" and found.get("variant") != "perceiver")]
+                 if found.get(key) != value]
         if diffs:
             raise UserError(f"params file {path} does not fit the options: " + "; ".join(diffs))
         try:
-            config = config_for_variant(found["variant"], len(itos), found["block_size"],
-                                        bottleneck_dim=found["bottleneck_dim"], n_layer=found["n_layer"],
-                                        n_head=found["n_head"], n_embd=found["n_embd"],
-                                        **{name: found[name] for name in EXPERIMENTS}, **overrides)
+            config = config_for_variant(found["variant"], len(itos), bottleneck_dim=found["bottleneck_dim"],
+                                        **{name: found[name] for name in SIZES + EXPERIMENTS}, **overrides)
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"params file {path} has a model description this code cannot build: {e}") from None
     elif fallback is None:

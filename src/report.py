@@ -138,24 +138,15 @@ def summarize(runs, logs):
                "dev": accuracy(found.get("dev")), "test": None, "test_predictions": None,
                "parameters": None, "pretrain_s": None, "finetune_s": None, "device": None, "dtype": None,
                "bottleneck_dim": None, "corpus": None}
-        test = found.get("test")
-        if test:
-            row["test"] = accuracy(test)
-            row["test_predictions"] = test["predictions"]
+        if found.get("test"):
+            row["test"], row["test_predictions"] = accuracy(found["test"]), found["test"]["predictions"]
         for step in ("pretrain", "finetune"):
-            if found.get(step) and found[step]["seconds"] is not None:
-                row[f"{step}_s"] = found[step]["seconds"]
-        # the training logs say best where the model ran; the evaluation logs say the same
-        for info in [found.get("finetune"), found.get("pretrain"), found.get("dev"), found.get("test")]:
-            if not info:
-                continue
-            for key, source in (("parameters", "parameters"), ("device", "device"), ("dtype", "dtype")):
-                if row[key] is None and info[source] is not None:
-                    row[key] = info[source]
-            if row["corpus"] is None:
-                row["corpus"] = info["corpus"]
-            if row["bottleneck_dim"] is None and variant == "perceiver":
-                row["bottleneck_dim"] = info["bottleneck_dim"]
+            row[f"{step}_s"] = found[step]["seconds"] if found.get(step) else None
+        # the first step that says (training before evaluation) gives where and what ran
+        for info in filter(None, [found.get("finetune"), found.get("pretrain"), found.get("dev"), found.get("test")]):
+            for key in ("parameters", "device", "dtype", "corpus", "bottleneck_dim"):
+                if row[key] is None:
+                    row[key] = info[key]
         row["status"] = ("failed" if row["errors"] else "not run" if not present
                          else "complete" if not row["missing"] else "partial")
         rows.append(row)

@@ -119,9 +119,7 @@ def build_model(args, setup, itos):
     training = dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
                     fused_attention=setup.fused_attention)
     try:
-        config = config_for_variant(args.variant, len(itos), o["block_size"], bottleneck_dim=o["bottleneck_dim"],
-                                    n_layer=o["n_layer"], n_head=o["n_head"], n_embd=o["n_embd"],
-                                    **{name: o[name] for name in EXPERIMENTS}, **training)
+        config = config_for_variant(args.variant, len(itos), **o, **training)
     except ValueError as e:  # an experiment switch that does not apply to the variant
         raise UserError(str(e)) from None
     if args.function != "pretrain" and args.reading_params_path:
@@ -159,7 +157,9 @@ def require(value, flag, function):
     return value
 
 
-def train(model, dataset, trainer_config, setup, args):
+def train(model, dataset, trainer_config, setup, args, itos):
+    """Train, then write the params and the run's record beside them (PARAMS.json) and drop the
+    resumable checkpoint that is no longer needed."""
     trainer_config.resume_path = args.writing_params_path + ".ckpt"
     trainer_config.save_every = args.save_every
     trainer_config.save_every_minutes = args.save_every_minutes
@@ -179,11 +179,20 @@ def train(model, dataset, trainer_config, setup, args):
     finally:
         if trainer_config.writer is not None:
             trainer_config.writer.close()
-    seconds = time.time() - started
-    print(f"{trainer_config.desc} took {seconds:.1f} s", flush=True)
-    c = trainer_config
-    return {"seconds": seconds, "final_loss": trainer.loss, "steps": trainer.step, "tokens": trainer.tokens,
-            "epochs": c.max_epochs, "batch_size": c.batch_size, "learning_rate": c.learning_rate}
+    seconds, c = time.time() - started, trainer_config
+    print(f"{c.desc} took {seconds:.1f} s", flush=True)
+    if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
+        return
+    save_params(model, args.writing_params_path, itos)
+    finetuning = args.function == "finetune"
+    atomic_write_text(args.writing_params_path + ".json", json.dumps(run_record(
+        args, setup, model, params=args.writing_params_path, reading_params=args.reading_params_path if finetuning
+        else None, finetune_corpus=args.finetune_corpus_path if finetuning else None, seconds=seconds,
+        final_loss=trainer.loss, steps=trainer.step, tokens=trainer.tokens, epochs=c.max_epochs,
+        batch_size=c.batch_size, learning_rate=c.learning_rate)) + "\n")
+    if os.path.exists(c.resume_path):
+        os.remove(c.resume_path)
+    print(f"params written to {args.writing_params_path}")
 
 
 def run_record(args, setup, model, **figures):
@@ -194,29 +203,13 @@ def run_record(args, setup, model, **figures):
             "device": setup.device_name(), "dtype": setup.dtype_name(), **figures}
 
 
-def finish(model, args, setup, itos, figures):
-    """Write the params and the run's record beside them (PARAMS.json), then drop the resumable
-    checkpoint that is no longer needed."""
-    if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
-        return
-    save_params(model, args.writing_params_path, itos)
-    record = run_record(args, setup, model, params=args.writing_params_path,
-                        reading_params=args.reading_params_path if args.function == "finetune" else None,
-                        finetune_corpus=args.finetune_corpus_path if args.function == "finetune" else None, **figures)
-    atomic_write_text(args.writing_params_path + ".json", json.dumps(record) + "\n")
-    if os.path.exists(args.writing_params_path + ".ckpt"):
-        os.remove(args.writing_params_path + ".ckpt")
-    print(f"params written to {args.writing_params_path}")
-
-
 def pretrain(args, setup, pretrain_dataset, model):
     out = require(args.writing_params_path, "--writing_params_path", "pretrain")
     check_output_dir(out, "--writing_params_path")  # before training, not after
     config = pretrain_dataset.course.pretrain_config(
         len(pretrain_dataset), args.block_size, max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
         learning_rate=args.pretrain_lr, writer=tensorboard_writer(args), desc="pretrain")
-    figures = train(model, pretrain_dataset, config, setup, args)
-    finish(model, args, setup, pretrain_dataset.itos, figures)
+    train(model, pretrain_dataset, config, setup, args, pretrain_dataset.itos)
 
 
 def finetune(args, setup, pretrain_dataset, model):
@@ -228,8 +221,7 @@ def finetune(args, setup, pretrain_dataset, model):
         len(pretrain_dataset), args.block_size, pretrained=bool(args.reading_params_path),
         max_epochs=args.finetune_epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
         writer=tensorboard_writer(args), desc="finetune")
-    figures = train(model, finetune_dataset, config, setup, args)
-    finish(model, args, setup, pretrain_dataset.itos, figures)
+    train(model, finetune_dataset, config, setup, args, pretrain_dataset.itos)
 
 
 def evaluate(args, setup, pretrain_dataset, model):
@@ -238,9 +230,7 @@ def evaluate(args, setup, pretrain_dataset, model):
     params = require(args.reading_params_path, "--reading_params_path", "evaluate")
     path = require(args.eval_corpus_path, "--eval_corpus_path", "evaluate")
     out = require(args.outputs_path, "--outputs_path", "evaluate")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"the directory of --outputs_path does not exist: {out_dir}")
+    check_output_dir(out, "--outputs_path")
     rows = read_qa(path, "evaluation corpus")  # a malformed line stops the run now, before anything is written
     questions = [question for _, question, _ in rows]
     if not questions:
