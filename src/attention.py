@@ -84,8 +84,10 @@ class CausalAttention(nn.Module):
         """Causal softmax(q k^T / sqrt(hs)) v: q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs);
         query i sees keys j <= i + offset, offset being the number of cached keys (decoding)."""
         if self.fused:
-            # offset 0: PyTorch's is_causal, which is this top-left aligned mask, with its fastest kernels
-            mask = None if offset == 0 else self.causal_mask[offset:offset + q.size(-2), :k.size(-2)]  # (Tq, Tk)
+            # offset 0: PyTorch's is_causal, which is this top-left aligned mask, with its fastest kernels; one
+            # new query (decoding) sees every cached key, so it needs no mask either
+            single = offset > 0 and q.size(-2) == 1
+            mask = None if offset == 0 or single else self.causal_mask[offset:offset + q.size(-2), :k.size(-2)]
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=offset == 0)
         return self.weighted_sum((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))), v, offset)

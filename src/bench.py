@@ -70,6 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--n_layer", type=int, default=4)
     p.add_argument("--n_head", type=int, default=8)
     p.add_argument("--n_embd", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.1, help="train: the model's dropout (the recipe's 0.1)")
     p.add_argument("--bottleneck_dim", type=int, default=32)
     p.add_argument("--questions", type=int, default=500, help="eval: questions decoded (the first N of the file)")
     p.add_argument("--params", default=None, help="eval: a params file (sizes and vocabulary from it)")
@@ -170,7 +171,8 @@ def model_config(args, vocab_size, fast):
     if args.n_embd % args.n_head:
         raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
     return config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
-                              n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, fused_attention=fast)
+                              n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, fused_attention=fast,
+                              embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout)
 
 
 def bench_train(args, setup, corpus):
@@ -208,8 +210,8 @@ def bench_train(args, setup, corpus):
             "step_ms": 1000 * seconds / steps, "warmup_steps": warmup, "warmup_seconds": warmup_seconds,
             "batch_size": batch_size, "block_size": args.block_size, "n_layer": args.n_layer,
             "n_head": args.n_head, "n_embd": args.n_embd, "n_params": sum(p.numel() for p in model.parameters()),
-            "fused_attention": setup.fused_attention, "dtype": setup.dtype_name(), "tf32": setup.tf32,
-            "fused_adamw": config.fused_adamw, "compiled": trainer.train_model is not trainer.eager,
+            "dropout": args.dropout, "fused_attention": setup.fused_attention, "dtype": setup.dtype_name(),
+            "tf32": setup.tf32, "fused_adamw": config.fused_adamw, "compiled": trainer.train_model is not trainer.eager,
             "data": type(trainer.train_loader).__name__, "final_loss": trainer.loss}
 
 
