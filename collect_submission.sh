@@ -52,7 +52,8 @@ ZIP_NAMES = {"2021": "assignment5.zip", "2023": "assignment5.zip", "2024": "assi
 # XCS224N's list (its handout's Deliverables): the package, then the runs, all in src/submission/
 XCS_CODE = [f"{name}.py" for name in ("__init__", "attention", "dataset", "helper", "model", "trainer", "utils")]
 XCS_OUTPUTS = NOPRETRAIN + pretrained("vanilla", True) + pretrained("synthesizer", True)
-OUTPUT_SUFFIXES = (".params", ".predictions", ".ckpt")  # run outputs are not code, even inside src/
+OUTPUT_SUFFIXES = (".params", ".predictions", ".ckpt", ".params.json", ".predictions.json",
+                   "london_baseline_accuracy.txt.json")  # run outputs and their records are not code, even in src/
 
 p = argparse.ArgumentParser(prog="collect_submission.sh", description="Build the submission zip.")
 p.add_argument("--year", choices=sorted(YEARS), default="all", help="the CS224N handout's year")
