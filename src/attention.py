@@ -26,11 +26,11 @@ def precompute_rotary_emb(dim, max_positions):
 def apply_rotary_emb(x, rope_cache):
     """Rotate feature pairs (x1, x2), (x3, x4), ... of x (B, nh, T, hs) by t*theta_i.
 
-    rope_cache (>= T, hs/2, 2) starts at the position of x's first token; the
-    output has x's shape and dtype (the rotation itself runs in float32).
+    rope_cache (>= T, hs/2, 2) starts at the position of x's first token (or is (B, 1, T, hs/2, 2):
+    each row's own positions); the output has x's shape and dtype (the rotation runs in float32).
     """
     T = x.size(-2)
-    cos, sin = rope_cache[:T, :, 0], rope_cache[:T, :, 1]  # (T, hs/2)
+    cos, sin = rope_cache[..., :T, :, 0], rope_cache[..., :T, :, 1]  # (T, hs/2) or (B, 1, T, hs/2)
     pairs = x.float().unflatten(-1, (-1, 2))  # (B, nh, T, hs/2, 2)
     x1, x2 = pairs[..., 0], pairs[..., 1]
     rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
@@ -45,6 +45,24 @@ class KVCache:
         self.max_len = max_len
         self.offset = 0  # positions cached so far: where this step's tokens start
         self.buffers = {}  # attention layer -> its buffers, (B, nh, max_len, hs) each
+        # rows that started from right-padded prompts of different lengths (see pad); None: all rows alike
+        self.positions = None  # (B, 1): the position of each row's next token
+        self.visible = None  # (B, max_len) bool: the slots a row attends to (not its padding)
+        self.key_positions = None  # (B, max_len): the position of the token in each slot
+
+    def pad(self, lengths, width):
+        """After the prompts, right-padded to width, went in: row i goes on at position lengths[i], and the
+        padding slots lengths[i]..width-1 are hidden from its queries from now on."""
+        slots = torch.arange(self.max_len, device=lengths.device)
+        self.visible = (slots < lengths[:, None]) | (slots >= width)
+        self.key_positions = torch.where(slots < width, slots, lengths[:, None] + slots - width)
+        self.positions = lengths[:, None]
+
+    def advance(self, T):
+        """The T tokens of this step are stored in every layer."""
+        self.offset += T
+        if self.positions is not None:
+            self.positions = self.positions + T
 
     def append(self, layer, *tensors):
         """Store this step's tensors (B, nh, T, hs) of `layer` after its cached ones; returns
@@ -80,22 +98,29 @@ class CausalAttention(nn.Module):
             # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
             self.query = self.key if config.shared_qk else nn.Linear(config.n_embd, config.n_embd)
 
-    def attend(self, q, k, v, offset=0):
-        """Causal softmax(q k^T / sqrt(hs)) v: q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs);
-        query i sees keys j <= i + offset, offset being the number of cached keys (decoding)."""
-        if self.fused:
-            # offset 0: PyTorch's is_causal, which is this top-left aligned mask, with its fastest kernels; one
-            # new query (decoding) sees every cached key, so it needs no mask either
-            single = offset > 0 and q.size(-2) == 1
-            mask = None if offset == 0 or single else self.causal_mask[offset:offset + q.size(-2), :k.size(-2)]
-            dropout = self.attn_drop.p if self.training else 0.0
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=offset == 0)
-        return self.weighted_sum((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))), v, offset)
+    def mask(self, Tq, Tk, offset, visible=None):
+        """(Tq, Tk) bool: key j visible to query i when j <= i + offset; (B, 1, Tq, Tk) with visible (B, >= Tk)."""
+        mask = self.causal_mask[offset:offset + Tq, :Tk]
+        return mask if visible is None else mask & visible[:, None, None, :Tk]
 
-    def weighted_sum(self, scores, v, offset=0):
+    def attend(self, q, k, v, offset=0, visible=None):
+        """Causal softmax(q k^T / sqrt(hs)) v: q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs);
+        query i sees keys j <= i + offset, offset being the number of cached keys (decoding), and only
+        the keys a row's visible (B, Tk) allows, if given (KVCache.pad)."""
+        if self.fused:
+            dropout = self.attn_drop.p if self.training else 0.0
+            # offset 0: PyTorch's is_causal, which is this top-left aligned mask, with its fastest kernels;
+            # one new query (decoding) sees every cached key, so it needs no mask either
+            if visible is None and (offset == 0 or q.size(-2) == 1):
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=offset == 0)
+            mask = self.mask(q.size(-2), k.size(-2), offset, visible)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self.weighted_sum((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))), v, offset, visible)
+
+    def weighted_sum(self, scores, v, offset=0, visible=None):
         """The plain path from the scores (B, nh, Tq, Tk) on: causal mask, softmax in float32,
         dropout, weighted sum of v (B, nh, Tk, hs) -> (B, nh, Tq, hs)."""
-        mask = self.causal_mask[offset:offset + scores.size(-2), :scores.size(-1)]  # (Tq, Tk)
+        mask = self.mask(scores.size(-2), scores.size(-1), offset, visible)  # (Tq, Tk) or (B, 1, Tq, Tk)
         if self.mask_after_softmax:  # the naive order: future keys still share the denominator
             att = F.softmax(scores.float(), dim=-1).masked_fill(~mask, 0.0)
         else:
@@ -121,11 +146,13 @@ class CausalSelfAttention(CausalAttention):
         q = self.query(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = self.key(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        if self.rope:  # rotate by absolute position
-            q, k = apply_rotary_emb(q, self.rope_cache[offset:]), apply_rotary_emb(k, self.rope_cache[offset:])
+        if self.rope:  # rotate by absolute position (each row's own, after right-padded prompts)
+            table = self.rope_cache[offset:] if cache is None or cache.positions is None else \
+                self.rope_cache[cache.positions + torch.arange(T, device=x.device)][:, None]  # (B, 1, T, hs/2, 2)
+            q, k = apply_rotary_emb(q, table), apply_rotary_emb(k, table)
         if cache is not None:
             k, v = cache.append(self, k, v)  # (B, nh, offset + T, hs)
-        y = self.attend(q, k, v, offset)  # (B, nh, T, hs)
+        y = self.attend(q, k, v, offset, cache.visible if cache is not None else None)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): the heads side by side
         return self.resid_drop(self.proj(y))
 
@@ -166,6 +193,10 @@ class SynthesizerAttention(CausalAttention):
         v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         if cache is not None:
             [v] = cache.append(self, v)  # (B, nh, offset + T, hs)
-        scores = (hidden @ self.w2 + self.b2)[..., :offset + T]  # (B, nh, T, offset + T): row i from token i alone
-        y = self.weighted_sum(scores, v, offset).transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        scores = hidden @ self.w2 + self.b2  # (B, nh, T, block_size-1): one column per key position, from token i
+        if cache is not None and cache.key_positions is not None:  # right-padded rows: each slot's position
+            scores = scores.gather(-1, cache.key_positions[:, None, None, :offset + T].expand(B, self.n_head, T, -1))
+        scores = scores[..., :offset + T]  # (B, nh, T, offset + T)
+        y = self.weighted_sum(scores, v, offset, cache.visible if cache is not None else None)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_drop(self.proj(y))

@@ -2,9 +2,10 @@
 Answering questions: greedy decoding of up to 32 characters after `question ⁇`.
 The prediction is the decoded text up to the next ⁇.
 
-predict_places() decodes many questions at once: questions of equal length share a
-batch (so positions line up without padding), with a KV cache where the model has
-one, stopping as soon as every answer in the batch is complete. `batched=False` is
+predict_places() decodes many questions at once, stopping as soon as every answer in the
+batch is complete: with a KV cache where the model has one, questions of any length share a
+batch, right-padded (the cache hides the padding and keeps each row's positions); without
+one, questions of equal length share a batch, so that positions line up. `batched=False` is
 the course's decoder: one question at a time through utils.sample, no cache.
 """
 from collections import defaultdict
@@ -33,10 +34,12 @@ def answer_from_ids(generated, itos):
 
 
 @torch.no_grad()
-def greedy_batch(model, prompts, steps, mask_id):
+def greedy_batch(model, prompts, steps, mask_id, lengths=None):
     """prompts (B, T) -> generated ids (B, <= steps), stopping once every row has produced
-    mask_id. Uses the model's KV cache when it has one and the whole answer fits."""
+    mask_id. Uses the model's KV cache when it has one and the whole answer fits; with the cache,
+    prompts may be right-padded: lengths (B,) are then their true lengths."""
     use_cache = model.supports_kv_cache and prompts.size(1) + steps - 1 <= model.max_len
+    assert use_cache or lengths is None, "right-padded prompts need the KV cache"
     cache = KVCache(model.max_len) if use_cache else None
     x = step_input = prompts  # x: everything so far; step_input: what the cache has not seen
     generated = []
@@ -46,7 +49,11 @@ def greedy_batch(model, prompts, steps, mask_id):
             logits, _ = model(step_input, kv_cache=cache)
         else:
             logits, _ = model(x[:, -model.max_len:])
-        next_id = logits[:, -1].argmax(dim=-1)  # (B,)
+        if lengths is not None and not generated:  # the prompts' last real tokens, then hide the padding
+            next_id = logits[torch.arange(prompts.size(0)), lengths - 1].argmax(dim=-1)  # (B,)
+            cache.pad(lengths, prompts.size(1))
+        else:
+            next_id = logits[:, -1].argmax(dim=-1)  # (B,)
         generated.append(next_id)
         done |= next_id == mask_id
         if bool(done.all()):
@@ -78,17 +85,24 @@ def predict_places(model, questions, stoi, itos, device, batched=True, batch_siz
 
 
 def greedy_by_length(model, encoded, steps, mask_id, device, batch_size=256, bar=None):
-    """Generated ids (lists, <= steps each) for every prompt in encoded (lists of ids): prompts of
-    equal length share a batch, so that positions line up without padding."""
-    by_length = defaultdict(list)
-    for i, ids in enumerate(encoded):
-        by_length[len(ids)].append(i)
+    """Generated ids (lists, <= steps each) for every prompt in encoded (lists of ids). With the model's
+    KV cache, prompts share batches in order of length, right-padded; other prompts (no cache, or too
+    long for the cache) share batches of equal length, so that positions line up."""
+    def group(ids):  # -1: the padded batches
+        return -1 if model.supports_kv_cache and len(ids) + steps - 1 <= model.max_len else len(ids)
+    groups = defaultdict(list)
+    for i in sorted(range(len(encoded)), key=lambda i: len(encoded[i])):
+        groups[group(encoded[i])].append(i)
     generated = [None] * len(encoded)
-    for indices in by_length.values():
+    for key, indices in groups.items():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            prompts = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)  # (B, T)
-            for i, row in zip(chunk, greedy_batch(model, prompts, steps, mask_id).tolist()):
+            lengths = [len(encoded[i]) for i in chunk]
+            prompts = torch.tensor([encoded[i] + [0] * (lengths[-1] - len(encoded[i])) for i in chunk],
+                                   dtype=torch.long, device=device)  # (B, T), right-padded
+            rows = greedy_batch(model, prompts, steps, mask_id,
+                                torch.tensor(lengths, device=device) if key == -1 else None)
+            for i, row in zip(chunk, rows.tolist()):
                 generated[i] = row
             if bar is not None:
                 bar.update(len(chunk))

@@ -199,7 +199,9 @@ class GPT(nn.Module):
         start = kv_cache.offset if kv_cache is not None else 0  # position of idx[:, 0]
         assert start + T <= self.max_len, f"input of length {start + T} exceeds the model's {self.max_len}"
         x = self.tok_emb(idx)  # (B, T, C)
-        if hasattr(self, "pos_emb"):
+        if hasattr(self, "pos_emb") and kv_cache is not None and kv_cache.positions is not None:
+            x = x + self.pos_emb[0, kv_cache.positions + torch.arange(T, device=idx.device)]  # each row's own
+        elif hasattr(self, "pos_emb"):
             x = x + self.pos_emb[:, start:start + T]
         x = self.drop(x)
         if self.perceiver:
@@ -213,7 +215,7 @@ class GPT(nn.Module):
             for block in self.blocks:
                 x = block(x, kv_cache)
             if kv_cache is not None:
-                kv_cache.offset += T  # every layer has stored this step's keys and values
+                kv_cache.advance(T)  # every layer has stored this step's keys and values
         logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset
-from decoding import answer_from_ids, encode_question, greedy_batch, predict_places
+from decoding import answer_from_ids, encode_question, greedy_batch, greedy_by_length, predict_places
 from model import GPT, config_for_variant
 from utils import sample
 from make_synthetic_corpus import make_corpus
@@ -118,6 +118,25 @@ def test_batched_predictions_equal_course_decoder(trained, corpus):
 
 
 # ----------------------------------------------------------------------------- greedy_batch
+
+
+def test_right_padded_batches_generate_what_each_prompt_does_alone(trained, corpus):
+    """Prompts of different lengths in one right-padded batch (KVCache.pad): every row's ids are those of
+    the prompt decoded on its own, with and without the fused attention path."""
+    variant, model = trained
+    pretrain, _, questions = corpus
+    encoded = [encode_question(q, pretrain.stoi)[0] for q in questions]
+    fits = [ids for ids in encoded if len(ids) + STEPS - 1 <= model.max_len]
+    assert len({len(ids) for ids in fits}) >= 5
+    mask_id = pretrain.stoi[MASK_CHAR]
+    alone = [greedy_batch(model, torch.tensor([ids]), STEPS, mask_id)[0].tolist() for ids in fits]
+    for fused in (False, True):
+        for module in model.modules():
+            if hasattr(module, "fused"):
+                module.fused = fused
+        together = greedy_by_length(model, fits, STEPS, mask_id, "cpu")  # the perceiver: equal lengths only
+        # a batch runs until its last row is done: compare up to each row's own end
+        assert [row[:len(a)] for row, a in zip(together, alone)] == alone
 
 
 def prompts_of_length(corpus, length, stoi):
