@@ -96,7 +96,8 @@ class Trainer:
         # where training stands: tokens seen (for the schedule), optimizer steps, epoch and batches done in it
         self.tokens = self.step = self.epoch = self.iteration = 0
         self.loss = None  # the last loss read out
-        self.optimizer = self.train_loader = self.train_model = self.epoch_start = None  # made by train()
+        self.optimizer = self.train_loader = self.train_model = self.epoch_start = None  # made by prepare()
+        self.saved_at = None  # time.monotonic() of the last resumable checkpoint, for save_every_minutes
 
     def prepare(self):
         """Optimizer, batches and the model as trained, from the config as it is now (speed.Speed.configure
@@ -118,7 +119,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30,
                    disable=not distributed.is_main())
         self.model.train()
-        self.saved_at = time.monotonic()  # of the last resumable checkpoint, for save_every_minutes
+        self.saved_at = time.monotonic()
         interrupt = checkpoint.DeferredInterrupt().start()
         try:
             while self.epoch < cfg.max_epochs:
