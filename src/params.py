@@ -54,8 +54,10 @@ def read_state_dict(path):
 
 
 def model_description(state_dict):
-    """What save_params recorded about the model in a state dict (None for files of other origin)."""
-    return getattr(state_dict, "_metadata", {}).get(META_KEY)
+    """What save_params recorded about the model in a state dict (None for files of other origin); files
+    from before the experiment switches had them all off."""
+    found = getattr(state_dict, "_metadata", {}).get(META_KEY)
+    return {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found} if found else None
 
 
 def load_params(model, path, itos):
@@ -73,7 +75,6 @@ def load_model(path, itos, expect=None, fallback=None, **overrides):
         raise UserError(f"params file {path} does not hold a state dict")
     found = model_description(state_dict)
     if found:
-        found = {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found}  # older files: all off
         expect = {k: v for k, v in (expect or {}).items() if k != "bottleneck_dim" or found["variant"] == "perceiver"}
         if expect.get("variant", found["variant"]) != found["variant"]:
             raise UserError(f"params file {path} holds a {found['variant']} model, but the variant in use "
@@ -111,8 +112,6 @@ def load_checked(model, state_dict, path, itos):
         raise UserError(f"params file {path} has bottleneck_dim {file_bottleneck}, but "
                         f"--bottleneck_dim is {expected['bottleneck_dim']}")
     if found:
-        # files from before the experiment switches had them all off
-        found = {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found}
         diffs = [f"{key} {found.get(key)!r} in the file vs {value!r} here" for key, value in expected.items()
                  if key != "vocab" and found.get(key) != value]
         if found.get("vocab") not in (None, expected["vocab"]):

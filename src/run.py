@@ -24,16 +24,17 @@ import speed
 from course import COURSES
 from dataset import CharCorruptionDataset, NameDataset, build_vocab
 from decoding import encode_question, predict_places
-from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, config_for_variant
+from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, GPTConfig, config_for_variant
 from params import describe_model, load_model, save_params
 from checkpoint import Interrupted
 from trainer import Trainer
 from utils import (UserError, atomic_write_text, check_output_dir, count_correct, read_qa, read_text, resolve_device,
                    set_seed)
 
-# the options that describe the model, with their defaults (the recipe's model, experiments off)
-MODEL_OPTIONS = {"block_size": 128, "n_layer": 4, "n_head": 8, "n_embd": 256, "bottleneck_dim": 32,
-                 "mask_after_softmax": False, "position_embedding": "learned", "shared_qk": False}
+# the options that describe the model, with their defaults: the recipe's block and bottleneck (SPEC §7),
+# GPTConfig's sizes and switches
+MODEL_OPTIONS = {"block_size": 128, "bottleneck_dim": 32,
+                 **{name: getattr(GPTConfig, name) for name in ("n_layer", "n_head", "n_embd", *EXPERIMENTS)}}
 
 
 def parse_args(argv=None):
