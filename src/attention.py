@@ -58,6 +58,13 @@ class KVCache:
         self.key_positions = torch.where(slots < width, slots, lengths[:, None] + slots - width)
         self.positions = lengths[:, None]
 
+    def expand(self, B):
+        """Copy the cached rows, all alike (a prompt prefix that B rows share), to B rows."""
+        for bufs in self.buffers.values():
+            for i, b in enumerate(bufs):
+                bufs[i] = b.new_empty(B, *b.shape[1:])
+                bufs[i][:, :, :self.offset] = b[:, :, :self.offset]
+
     def advance(self, T):
         """The T tokens of this step are stored in every layer."""
         self.offset += T

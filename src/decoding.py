@@ -4,7 +4,8 @@ The prediction is the decoded text up to the next ⁇.
 
 predict_places() decodes many questions at once, stopping as soon as every answer in the
 batch is complete: with a KV cache where the model has one, questions of any length share a
-batch, right-padded (the cache hides the padding and keeps each row's positions); without
+batch, right-padded (the cache hides the padding and keeps each row's positions), and the prefix
+they all share ("Where was ") runs once for the batch; without
 one, questions of equal length share a batch, so that positions line up. `batched=False` is
 the course's decoder: one question at a time through utils.sample, no cache.
 """
@@ -40,8 +41,13 @@ def greedy_batch(model, prompts, steps, mask_id, lengths=None):
     prompts may be right-padded: lengths (B,) are then their true lengths."""
     use_cache = model.supports_kv_cache and prompts.size(1) + steps - 1 <= model.max_len
     assert use_cache or lengths is None, "right-padded prompts need the KV cache"
-    cache = KVCache(model.max_len) if use_cache else None
+    cache = KVCache(prompts.size(1) + steps - 1) if use_cache else None  # just the positions decoding fills
     x = step_input = prompts  # x: everything so far; step_input: what the cache has not seen
+    shared = shared_prefix(prompts, lengths) if use_cache and prompts.size(0) > 1 else 0
+    if shared:  # the tokens every prompt starts with ("Where was "), run once and copied to every row
+        model(prompts[:1, :shared], kv_cache=cache)
+        cache.expand(prompts.size(0))
+        step_input = prompts[:, shared:]
     generated = []
     done = torch.zeros(prompts.size(0), dtype=torch.bool, device=prompts.device)
     for _ in range(steps):
@@ -50,7 +56,7 @@ def greedy_batch(model, prompts, steps, mask_id, lengths=None):
         else:
             logits, _ = model(x[:, -model.max_len:])
         if lengths is not None and not generated:  # the prompts' last real tokens, then hide the padding
-            next_id = logits[torch.arange(prompts.size(0)), lengths - 1].argmax(dim=-1)  # (B,)
+            next_id = logits[torch.arange(prompts.size(0)), lengths - 1 - shared].argmax(dim=-1)  # (B,)
             cache.pad(lengths, prompts.size(1))
         else:
             next_id = logits[:, -1].argmax(dim=-1)  # (B,)
@@ -62,6 +68,13 @@ def greedy_batch(model, prompts, steps, mask_id, lengths=None):
         if not use_cache:
             x = torch.cat((x, step_input), dim=1)
     return torch.stack(generated, dim=1)
+
+
+def shared_prefix(prompts, lengths=None):
+    """How many leading tokens all prompts (B, T) have in common, leaving each row at least its last token."""
+    same = (prompts == prompts[:1]).all(dim=0).long().cumprod(dim=0)  # (T,): 1 while every row agrees
+    shortest = int(lengths.min()) if lengths is not None else prompts.size(1)
+    return min(int(same.sum()), shortest - 1)
 
 
 def predict_places(model, questions, stoi, itos, device, batched=True, batch_size=256, progress=True):

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset
-from decoding import answer_from_ids, encode_question, greedy_batch, greedy_by_length, predict_places
+from decoding import (answer_from_ids, encode_question, greedy_batch, greedy_by_length, predict_places,
+                      shared_prefix)
 from model import GPT, config_for_variant
 from utils import sample
 from make_synthetic_corpus import make_corpus
@@ -172,9 +173,12 @@ def test_greedy_batch_with_and_without_cache_agree(trained, corpus, monkeypatch)
     first = greedy_batch(model, prompts, STEPS, mask_id)
     if variant == "perceiver":
         assert not any(cached for _, cached in calls)
-    else:  # the cache is really used: the prompt once, then one token per step
-        assert calls[0] == (prompts.size(1), True)
-        assert all(call == (1, True) for call in calls[1:])
+    else:  # the cache is really used: the shared prefix once for all rows, the rest of the prompts, then one
+        # token per step
+        shared = shared_prefix(prompts)
+        assert shared >= len("Where was ")
+        assert calls[:2] == [(shared, True), (prompts.size(1) - shared, True)]
+        assert all(call == (1, True) for call in calls[2:])
     calls.clear()
     monkeypatch.setattr(GPT, "supports_kv_cache", False)
     second = greedy_batch(model, prompts, STEPS, mask_id)
@@ -253,3 +257,11 @@ def test_predict_places_drops_unknown_characters(trained, corpus):
     noisy = q[:10] + "é" + q[10:]
     both = predict_places(model, [q, noisy], pretrain.stoi, pretrain.itos, "cpu", progress=False)
     assert both[0] == both[1]
+
+
+def test_shared_prefix_leaves_every_row_a_token():
+    prompts = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 7, 9, 9], [5, 6, 7, 8, 1]])
+    assert shared_prefix(prompts) == 3
+    assert shared_prefix(prompts, torch.tensor([4, 5, 3])) == 2  # the third row's last token is its own
+    assert shared_prefix(prompts[:1]) == 4  # a single row: all but its last token
+    assert shared_prefix(torch.tensor([[1, 2], [3, 2]])) == 0
