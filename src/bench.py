@@ -14,10 +14,10 @@ train  optimizer steps of the full recipe shape by default (batch 128, block 128
        fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
        device, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not), TF32 and fused
        AdamW on CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
-       through a DataLoader (num_workers 0). Full batches only (drop_last), so every step has
-       the same shape. --compile: torch.compile the model (skipped with a note if it fails).
+       through the trainer's DataLoader. --compile: torch.compile the model (eager with a note
+       if it fails).
 data   the span-corruption pipeline alone, batches delivered on the device.
-       plain: CharCorruptionDataset through a DataLoader; fast: CorruptionBatches.
+       plain: CharCorruptionDataset through the trainer's DataLoader; fast: CorruptionBatches.
 eval   decoding.predict_places on a dev file (default: a synthetic one, made into a
        temporary folder). plain: batched=False (the course's decoder, one question at a
        time, no cache); fast: batched=True (length-grouped batches, KV cache, early stop).
@@ -43,7 +43,6 @@ from torch.utils.data import DataLoader
 
 import speed
 
-from corruption import CorruptionBatches
 from dataset import CharCorruptionDataset
 from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
@@ -128,41 +127,43 @@ def batches_forever(loader):
         yield from loader
 
 
-def batch_source(args, dataset, device, fast, batch_size):
-    """An endless iterator of full (x, y) batches on the device, and a description of it."""
-    if fast:
-        loader = CorruptionBatches(dataset, batch_size, device=device, seed=args.seed, drop_last=True)
-        what = "CorruptionBatches"
-    else:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True,
-                            pin_memory=device.type == "cuda")
-        what = "CharCorruptionDataset + DataLoader(num_workers=0)"
-    if len(loader) == 0:
+def check_batch(dataset, batch_size):
+    if len(dataset) < batch_size:
         raise UserError(f"the corpus has fewer documents ({len(dataset)}) than a batch ({batch_size})")
 
-    def on_device():
-        for x, y in batches_forever(loader):
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    return on_device(), what
 
-
-def bench_data(args, device, fast, corpus):
-    dataset = CharCorruptionDataset(corpus, args.block_size)
-    batch_size = args.batch_size or 128
-    steps, warmup = args.steps or 200, 5 if args.warmup is None else args.warmup
-    source, what = batch_source(args, dataset, device, fast, batch_size)
-    for _ in range(warmup):
-        next(source)
-    synchronize(device)
+def timed(step, warmup, steps, device):
+    """(sum of step()'s results over the timed calls, their seconds, the warm-up's seconds)."""
     started = time.perf_counter()
-    examples = 0
-    for _ in range(steps):
-        x, _ = next(source)
-        examples += x.size(0)
+    for _ in range(warmup):
+        step()
     synchronize(device)
-    seconds = time.perf_counter() - started
+    warmup_seconds, started = time.perf_counter() - started, time.perf_counter()
+    total = sum(step() for _ in range(steps))
+    synchronize(device)
+    return total, time.perf_counter() - started, warmup_seconds
+
+
+def bench_data(args, setup, corpus):
+    """The batches the trainer gets from speed.Speed.configure (CorruptionBatches, or the trainer's own
+    DataLoader over CharCorruptionDataset on the plain path), moved to the device."""
+    dataset = CharCorruptionDataset(corpus, args.block_size)
+    config = TrainerConfig(batch_size=args.batch_size or 128)
+    check_batch(dataset, config.batch_size)
+    setup.configure(config, dataset)
+    loader = config.train_loader or DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                                               num_workers=config.num_workers, pin_memory=setup.device.type == "cuda")
+    batches = batches_forever(loader)
+    steps, warmup = args.steps or 200, 5 if args.warmup is None else args.warmup
+
+    def step():
+        x, y = next(batches)
+        x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
+        return x.size(0)
+    examples, seconds, _ = timed(step, warmup, steps, setup.device)
     return {"examples_per_s": examples / seconds, "examples": examples, "batches": steps, "seconds": seconds,
-            "batch_size": batch_size, "block_size": args.block_size, "documents": len(dataset), "pipeline": what}
+            "batch_size": config.batch_size, "block_size": args.block_size, "documents": len(dataset),
+            "pipeline": type(loader).__name__}
 
 
 # train ----------------------------------------------------------------------------------------
@@ -180,8 +181,7 @@ def bench_train(args, setup, corpus):
     device, cuda = setup.device, setup.device.type == "cuda"
     dataset = CharCorruptionDataset(corpus, args.block_size)
     batch_size = args.batch_size or 128
-    if len(dataset) < batch_size:
-        raise UserError(f"the corpus has fewer documents ({len(dataset)}) than a batch ({batch_size})")
+    check_batch(dataset, batch_size)
     steps = args.steps or (20 if cuda else 5)
     # on the CPU the first two steps are still slow (allocator, kernel selection): both untimed
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
@@ -197,15 +197,7 @@ def bench_train(args, setup, corpus):
         trainer.train_step(x, y)
         return y.numel()
 
-    warmup_started = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    warmup_seconds = time.perf_counter() - warmup_started
-    started = time.perf_counter()
-    tokens = sum(step() for _ in range(steps))
-    synchronize(device)
-    seconds = time.perf_counter() - started
+    tokens, seconds, warmup_seconds = timed(step, warmup, steps, device)
     return {"tokens_per_s": tokens / seconds, "steps": steps, "tokens": tokens, "seconds": seconds,
             "step_ms": 1000 * seconds / steps, "warmup_steps": warmup, "warmup_seconds": warmup_seconds,
             "batch_size": batch_size, "block_size": args.block_size, "n_layer": args.n_layer,
@@ -275,7 +267,7 @@ def main(argv=None):
             if args.what == "train":
                 figures = bench_train(args, setup, corpus)
             elif args.what == "data":
-                figures = bench_data(args, device, fast, corpus)
+                figures = bench_data(args, setup, corpus)
             else:
                 figures = bench_eval(args, device, fast, corpus, dev_path)
             result = {**context(args, device, fast), **figures, **peak_memory(device)}

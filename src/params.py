@@ -46,11 +46,14 @@ def save_params(model, path, itos):
 def read_state_dict(path):
     """The state dict in a params file (on the CPU), or a UserError saying why it cannot be read."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"params file not found: {path}") from None
     except Exception as e:  # truncated or not a torch file at all
         raise UserError(f"cannot read params file {path}: {type(e).__name__}: {str(e)[:200]}") from None
+    if not isinstance(state_dict, dict):
+        raise UserError(f"params file {path} does not hold a state dict")
+    return state_dict
 
 
 def model_description(state_dict):
@@ -71,8 +74,6 @@ def load_model(path, itos, expect=None, fallback=None, **overrides):
     checks. expect: values the user gave (variant, n_layer, ...), refused where the file differs.
     fallback: the config for a file without a description (the course's), checked by its weights alone."""
     state_dict = read_state_dict(path)
-    if not isinstance(state_dict, dict):
-        raise UserError(f"params file {path} does not hold a state dict")
     found = model_description(state_dict)
     if found:
         expect = {k: v for k, v in (expect or {}).items() if k != "bottleneck_dim" or found["variant"] == "perceiver"}
@@ -100,8 +101,6 @@ def load_model(path, itos, expect=None, fallback=None, **overrides):
 
 def load_checked(model, state_dict, path, itos):
     """Load state_dict, read from the params file at path, into model after every check of load_params."""
-    if not isinstance(state_dict, dict):
-        raise UserError(f"params file {path} does not hold a state dict")
     variant = model.config.variant
     expected = describe_model(model, itos)
     found = model_description(state_dict)

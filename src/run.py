@@ -158,42 +158,43 @@ def require(value, flag, function):
     return value
 
 
-def train(model, dataset, trainer_config, setup, args, itos):
+def train(model, dataset, config, setup, args, itos):
     """Train, then write the params and the run's record beside them (PARAMS.json) and drop the
     resumable checkpoint that is no longer needed."""
-    trainer_config.resume_path = args.writing_params_path + ".ckpt"
-    trainer_config.save_every = args.save_every
-    trainer_config.save_every_minutes = args.save_every_minutes
-    trainer_config.resume = args.resume
-    if args.resume and not os.path.exists(trainer_config.resume_path):
-        print(f"--resume: no checkpoint at {trainer_config.resume_path}, starting from the beginning", flush=True)
-    setup.configure(trainer_config, dataset)
+    out = require(args.writing_params_path, "--writing_params_path", args.function)
+    check_output_dir(out, "--writing_params_path")  # before training, not after
+    config.resume_path, config.resume = out + ".ckpt", args.resume
+    config.save_every, config.save_every_minutes = args.save_every, args.save_every_minutes
+    config.writer = tensorboard_writer(args)
+    if args.resume and not os.path.exists(config.resume_path):
+        print(f"--resume: no checkpoint at {config.resume_path}, starting from the beginning", flush=True)
+    setup.configure(config, dataset)
     started = time.time()
-    trainer = Trainer(model, dataset, None, trainer_config)
+    trainer = Trainer(model, dataset, None, config)
     try:
         trainer.train()
     except Interrupted as e:
-        if os.path.exists(trainer_config.resume_path):  # the trainer saved where it stood
-            raise Interrupted(f"training state saved to {trainer_config.resume_path}; run the same command "
+        if os.path.exists(config.resume_path):  # the trainer saved where it stood
+            raise Interrupted(f"training state saved to {config.resume_path}; run the same command "
                               f"with --resume to continue", e.signum) from None
         raise
     finally:
-        if trainer_config.writer is not None:
-            trainer_config.writer.close()
-    seconds, c = time.time() - started, trainer_config
-    print(f"{c.desc} took {seconds:.1f} s", flush=True)
+        if config.writer is not None:
+            config.writer.close()
+    seconds = time.time() - started
+    print(f"{config.desc} took {seconds:.1f} s", flush=True)
     if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
         return
-    save_params(model, args.writing_params_path, itos)
+    save_params(model, out, itos)
     finetuning = args.function == "finetune"
-    atomic_write_text(args.writing_params_path + ".json", json.dumps(run_record(
-        args, setup, model, params=args.writing_params_path, reading_params=args.reading_params_path if finetuning
+    atomic_write_text(out + ".json", json.dumps(run_record(
+        args, setup, model, params=out, reading_params=args.reading_params_path if finetuning
         else None, finetune_corpus=args.finetune_corpus_path if finetuning else None, seconds=seconds,
-        final_loss=trainer.loss, steps=trainer.step, tokens=trainer.tokens, epochs=c.max_epochs,
-        batch_size=c.batch_size, learning_rate=c.learning_rate)) + "\n")
-    if os.path.exists(c.resume_path):
-        os.remove(c.resume_path)
-    print(f"params written to {args.writing_params_path}")
+        final_loss=trainer.loss, steps=trainer.step, tokens=trainer.tokens, epochs=config.max_epochs,
+        batch_size=config.batch_size, learning_rate=config.learning_rate)) + "\n")
+    if os.path.exists(config.resume_path):
+        os.remove(config.resume_path)
+    print(f"params written to {out}")
 
 
 def run_record(args, setup, model, **figures):
@@ -205,23 +206,19 @@ def run_record(args, setup, model, **figures):
 
 
 def pretrain(args, setup, pretrain_dataset, model):
-    out = require(args.writing_params_path, "--writing_params_path", "pretrain")
-    check_output_dir(out, "--writing_params_path")  # before training, not after
     config = pretrain_dataset.course.pretrain_config(
         len(pretrain_dataset), args.block_size, max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
-        learning_rate=args.pretrain_lr, writer=tensorboard_writer(args), desc="pretrain")
+        learning_rate=args.pretrain_lr, desc="pretrain")
     train(model, pretrain_dataset, config, setup, args, pretrain_dataset.itos)
 
 
 def finetune(args, setup, pretrain_dataset, model):
-    out = require(args.writing_params_path, "--writing_params_path", "finetune")
-    check_output_dir(out, "--writing_params_path")  # before training, not after
     path = require(args.finetune_corpus_path, "--finetune_corpus_path", "finetune")
     finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
     config = pretrain_dataset.course.finetune_config(
         len(pretrain_dataset), args.block_size, pretrained=bool(args.reading_params_path),
         max_epochs=args.finetune_epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
-        writer=tensorboard_writer(args), desc="finetune")
+        desc="finetune")
     train(model, finetune_dataset, config, setup, args, pretrain_dataset.itos)
 
 
