@@ -13,9 +13,8 @@ probe_recall.json: structured files, nothing is read from printed text. Writes O
 import argparse
 import json
 import os
-import sys
 
-from utils import UserError, atomic_write_text, read_text
+from utils import UserError, atomic_write_text, read_text, run_script
 
 # (key in the results, column heading)
 COLUMNS = [("baseline", "most common place"), ("no_pretraining", "no pretraining"),
@@ -96,7 +95,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

@@ -48,7 +48,7 @@ from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
 from params import load_model, model_description, read_state_dict
 from trainer import Trainer, TrainerConfig
-from utils import UserError, count_correct, read_qa, read_text, resolve_device, set_seed
+from utils import UserError, count_correct, read_qa, read_text, resolve_device, run_script, set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -278,7 +278,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from course import CS224N, COURSES, get_course
-from utils import UserError, parse_qa, read_text
+from utils import UserError, parse_qa, read_text, run_script
 
 PAD_CHAR = "\u25A1"  # "□", id 0: padding, ignored by the loss
 MASK_CHAR = "\u2047"  # "⁇", id 1: marks the masked span and the end of an answer
@@ -170,7 +170,4 @@ def main(course="cs224n"):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        raise SystemExit(f"error: {e}")
+    run_script(main)

@@ -7,11 +7,10 @@ Accuracy of always answering the same place: "London" on the dev set by default
 """
 import argparse
 import json
-import sys
 from collections import Counter
 
 from dataset import find_data_file
-from utils import UserError, atomic_write_text, count_correct, read_qa
+from utils import UserError, atomic_write_text, count_correct, read_qa, run_script
 
 
 def main(argv=None):
@@ -44,7 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

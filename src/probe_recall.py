@@ -18,7 +18,7 @@ from tqdm import tqdm
 from dataset import build_vocab, truncation_range
 from decoding import encode_question, greedy_by_length, predict_places
 from params import load_model
-from utils import UserError, atomic_write_text, read_qa, read_text, resolve_device
+from utils import UserError, atomic_write_text, read_qa, read_text, resolve_device, run_script
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
 
@@ -151,7 +151,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

@@ -4,6 +4,7 @@ decoder, evaluate_places, and device/dtype resolution.
 """
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -12,6 +13,14 @@ import torch.nn.functional as F
 
 class UserError(Exception):
     """A problem with the user's input; the CLI prints it as one line and exits non-zero."""
+
+
+def run_script(main, *args, **kwargs):
+    """A script's main(); a UserError ends the script with one line, `error: ...`, never a traceback."""
+    try:
+        return main(*args, **kwargs)
+    except UserError as e:
+        sys.exit(f"error: {e}")
 
 
 def set_seed(seed):

@@ -14,7 +14,7 @@ if __name__ == "__main__":  # run as a script from src/submission: import src/da
 import dataset  # noqa: E402
 from course import XCS224N  # noqa: E402
 from dataset import MASK_CHAR, PAD_CHAR  # noqa: E402,F401
-from utils import UserError  # noqa: E402
+from utils import run_script  # noqa: E402
 
 
 class CharCorruptionDataset(dataset.CharCorruptionDataset):
@@ -32,7 +32,4 @@ class NameDataset(dataset.NameDataset):
 
 
 if __name__ == "__main__":
-    try:
-        dataset.main(course=XCS224N.name)
-    except UserError as e:
-        raise SystemExit(f"error: {e}")
+    run_script(dataset.main, course=XCS224N.name)
