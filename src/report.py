@@ -6,8 +6,8 @@ Results of the runs: a markdown table, JSON and loss plots from run.sh's logs an
 
 Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, results/demo-*/logs/STEP.log
 from each `./run.sh demo [VARIANT] [OPTIONS]`) for their commands and errors, the JSON each command
-wrote beside its output (PARAMS.json, PREDICTIONS.json: the figures), and the TensorBoard event
-files under expt/ (tags train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
+wrote beside its output (PARAMS.json, PREDICTIONS.json: the figures), and the TensorBoard event files under
+expt/ (tags train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
 figure per phase, one line per run). Each demo is named by its directory, e.g. demo-vanilla-shared_qk.
 Runs that are missing or failed show as '—'.
 """
@@ -26,6 +26,8 @@ DASH = "—"
 
 # a failed run writes no results: its log's last error line says why
 ERROR = re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted(?:$|: )")
+# the figures of a run that parse_log takes from the JSON its command wrote
+FIGURES = ("device", "dtype", "variant", "parameters", "correct", "total", "percent", "place", "predictions", "corpus")
 
 
 def option(command, name, default=None):
@@ -47,9 +49,8 @@ def results_path(command):
 def parse_log(path):
     """One run: the command and errors from its log (run.sh writes '+ command' first), its figures
     (device, model size, training time, accuracy) from the JSON the command wrote."""
-    info = {"log": path, "command": None, "results": None, "device": None, "dtype": None, "variant": None,
-            "parameters": None, "bottleneck_dim": None, "seconds": None, "phase": None, "correct": None, "total": None,
-            "percent": None, "predictions": None, "place": None, "corpus": None, "error": None}
+    info = dict.fromkeys(("log", "command", "results", "bottleneck_dim", "seconds", "phase", "error") + FIGURES)
+    info["log"] = path
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
@@ -70,8 +71,7 @@ def parse_log(path):
             found = json.load(f)
     except (OSError, TypeError, ValueError):  # not written: the run failed, or it is older than these files
         return info
-    for key in ("device", "dtype", "variant", "parameters", "correct", "total", "percent", "place", "predictions",
-                "corpus"):
+    for key in FIGURES:
         info[key] = found.get(key, info[key])
     info["bottleneck_dim"] = (found.get("model") or {}).get("bottleneck_dim")
     if found.get("function") in ("pretrain", "finetune"):
@@ -129,25 +129,19 @@ def summarize(runs, logs):
     rows = []
     for name, variant, pretrained, steps in runs:
         found = {step: logs.get(log) for step, log in steps.items()}
-        present = [info for info in found.values() if info]
+        got = {step: found.get(step) or {} for step in ("pretrain", "finetune", "dev", "test")}  # {}: no log
         row = {"run": name, "variant": variant, "pretrained": pretrained,
                "logs": {step: log for step, log in steps.items() if found[step]},
                "missing": [log for step, log in steps.items() if not found[step]],
-               "errors": {steps[step]: info["error"] for step, info in found.items()
-                          if info and info["error"]},
-               "dev": accuracy(found.get("dev")), "test": None, "test_predictions": None,
-               "parameters": None, "pretrain_s": None, "finetune_s": None, "device": None, "dtype": None,
-               "bottleneck_dim": None, "corpus": None}
-        if found.get("test"):
-            row["test"], row["test_predictions"] = accuracy(found["test"]), found["test"]["predictions"]
-        for step in ("pretrain", "finetune"):
-            row[f"{step}_s"] = found[step]["seconds"] if found.get(step) else None
+               "errors": {steps[step]: info["error"] for step, info in found.items() if info and info["error"]},
+               "dev": accuracy(got["dev"]), "test": accuracy(got["test"]),
+               "test_predictions": got["test"].get("predictions"), "parameters": None,
+               "pretrain_s": got["pretrain"].get("seconds"), "finetune_s": got["finetune"].get("seconds")}
         # the first step that says (training before evaluation) gives where and what ran
-        for info in filter(None, [found.get("finetune"), found.get("pretrain"), found.get("dev"), found.get("test")]):
-            for key in ("parameters", "device", "dtype", "corpus", "bottleneck_dim"):
-                if row[key] is None:
-                    row[key] = info[key]
-        row["status"] = ("failed" if row["errors"] else "not run" if not present
+        for key in ("parameters", "device", "dtype", "bottleneck_dim", "corpus"):
+            row[key] = next((got[s][key] for s in ("finetune", "pretrain", "dev", "test")
+                             if got[s].get(key) is not None), None)
+        row["status"] = ("failed" if row["errors"] else "not run" if not any(found.values())
                          else "complete" if not row["missing"] else "partial")
         rows.append(row)
     return rows
@@ -211,17 +205,14 @@ def plot_curves(runs_dir, out_dir):
         fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
                                              gridspec_kw={"height_ratios": [3, 1]})
         for label, scalars in entries:
-            steps, values = scalars["train/loss"]
-            (line,) = ax_loss.plot(steps, values, label=label, linewidth=1)
+            (line,) = ax_loss.plot(*scalars["train/loss"], label=label, linewidth=1)
             if "train/lr" in scalars:
                 ax_lr.plot(*scalars["train/lr"], color=line.get_color(), linewidth=1)
-        ax_loss.set_title(f"{phase}: training loss")
-        ax_loss.set_ylabel("train/loss")
-        ax_loss.grid(alpha=0.3)
+        ax_loss.set(title=f"{phase}: training loss", ylabel="train/loss")
         ax_loss.legend(fontsize=7)
-        ax_lr.set_ylabel("train/lr")
-        ax_lr.set_xlabel("step")
-        ax_lr.grid(alpha=0.3)
+        ax_lr.set(xlabel="step", ylabel="train/lr")
+        for ax in (ax_loss, ax_lr):
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         png = os.path.join(out_dir, f"loss_{phase}.png")
         fig.savefig(png, dpi=100)
@@ -242,29 +233,20 @@ def fmt_seconds(s):
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def fmt_test(row):
-    if row["test"]:
-        return fmt_accuracy(row["test"])
-    return "written" if row["test_predictions"] else DASH
-
-
-def fmt_device(row):
-    if not row["device"]:
-        return DASH
-    return f"{row['device']} ({row['dtype']})" if row["dtype"] else row["device"]
-
-
 def table(rows, with_test=True):
+    """The markdown lines of a table of runs, '—' for what is missing."""
     head = ["run", "dev accuracy"] + (["test predictions"] if with_test else []) + \
            ["parameters", "pretrain time", "finetune time", "device", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = r["run"] + (f" (bottleneck {r['bottleneck_dim']})" if r["bottleneck_dim"] else "")
+        test = fmt_accuracy(r["test"]) if r["test"] else "written" if r["test_predictions"] else DASH
+        device = f"{r['device']} ({r['dtype']})" if r["device"] and r["dtype"] else r["device"] or DASH
         status = r["status"] + (" (see " + ", ".join(sorted(r["errors"])) + ")" if r["errors"] else "")
-        cells = [name, fmt_accuracy(r["dev"])] + ([fmt_test(r)] if with_test else []) + \
+        cells = [name, fmt_accuracy(r["dev"])] + ([test] if with_test else []) + \
                 [f"{r['parameters']:,}" if r["parameters"] else DASH,
                  fmt_seconds(r["pretrain_s"]) if r["pretrained"] else "n/a",
-                 fmt_seconds(r["finetune_s"]), fmt_device(r), status]
+                 fmt_seconds(r["finetune_s"]), device, status]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -278,38 +260,30 @@ def baseline_line(b, what):
     return f"{what} ({place}): {DASH}" + (f" ({b['error']})" if b["error"] else "")
 
 
-def corpora(rows):
-    return sorted({r["corpus"] for r in rows if r["corpus"]})
-
-
 def markdown(report, out_dir):
     lines = ["# Results", "", f"Generated {report['generated']} by `src/report.py` from the logs in "
              f"`{report['logs_dir']}` and `{report['demos_dir']}/demo-*/logs` and the TensorBoard runs in "
              f"`{report['runs_dir']}`.", ""]
-    a = report["assignment"]
+    a, demos = report["assignment"], report["demo"]
     if a:
-        lines += ["## The assignment's runs (`./run.sh TARGET`)", ""]
-        lines += table(a["runs"])
-        lines += ["", baseline_line(a["london_baseline"], "London baseline on the dev set")]
-        if corpora(a["runs"]):
-            lines += ["", "Pretraining corpus: " + ", ".join(f"`{c}`" for c in corpora(a["runs"]))]
+        lines += ["## The assignment's runs (`./run.sh TARGET`)", "", *table(a["runs"]), "",
+                  baseline_line(a["london_baseline"], "London baseline on the dev set")]
+        corpora = sorted({r["corpus"] for r in a["runs"] if r["corpus"]})
+        if corpora:
+            lines += ["", "Pretraining corpus: " + ", ".join(f"`{c}`" for c in corpora)]
         lines += [""]
-    demos = report["demo"]
     if demos:
         lines += ["## The demos (`./run.sh demo [VARIANT] [OPTIONS]`, synthetic corpus, small model)", ""]
         for name, d in demos.items():
-            lines += [f"### {name}", "", f"Logs: `{d['logs_dir']}`", ""]
-            lines += table(d["runs"], with_test=False)
-            lines += ["", baseline_line(d["baseline"], "Most common place baseline on the dev set"), ""]
+            lines += [f"### {name}", "", f"Logs: `{d['logs_dir']}`", "", *table(d["runs"], with_test=False), "",
+                      baseline_line(d["baseline"], "Most common place baseline on the dev set"), ""]
     if not a and not demos:
         lines += [f"No run logs found in `{report['logs_dir']}` or `{report['demos_dir']}/demo-*/logs`: run "
                   f"`./run.sh TARGET`, `./run.sh all` or `./run.sh demo` first.", ""]
     lines += ["## Training loss", ""]
-    if report["plots"]:
-        for p in report["plots"]:
-            rel = os.path.relpath(p["png"], out_dir)
-            lines += [f"![{p['phase']} loss]({rel})", ""]
-    else:
+    for p in report["plots"]:
+        lines += [f"![{p['phase']} loss]({os.path.relpath(p['png'], out_dir)})", ""]
+    if not report["plots"]:
         lines += [f"{DASH} (no TensorBoard event files with train/loss under `{report['runs_dir']}`)", ""]
     lines += ["Missing or failed pieces show as '—'; `status` says which logs are missing or failed "
               "(results.json lists them).", ""]
@@ -317,19 +291,15 @@ def markdown(report, out_dir):
 
 
 def build_report(logs_dir, runs_dir, out_dir, demos_dir):
+    """What results.json holds; writes the loss plots into out_dir."""
     logs = read_logs(logs_dir)
-    report = {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "logs_dir": logs_dir,
-              "demos_dir": demos_dir, "runs_dir": runs_dir, "assignment": None, "demo": None}
     known = {log for *_, steps in assignment_runs() for log in steps.values()} | {"london_baseline"}
-    report["other_logs"] = sorted(set(logs) - known)
-    if any(k in known for k in logs):
-        report["assignment"] = {"runs": summarize(assignment_runs(), logs),
-                                "london_baseline": baseline(logs, "london_baseline")}
+    assignment = {"runs": summarize(assignment_runs(), logs), "london_baseline": baseline(logs, "london_baseline")}
     demos = {name: {"logs_dir": d, "runs": summarize(demo_runs(found), found), "baseline": baseline(found, "baseline")}
              for name, (d, found) in find_demos(demos_dir).items()}
-    report["demo"] = demos or None
-    report["plots"] = plot_curves(runs_dir, out_dir)
-    return report
+    return {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "logs_dir": logs_dir,
+            "demos_dir": demos_dir, "runs_dir": runs_dir, "assignment": assignment if known & set(logs) else None,
+            "demo": demos or None, "other_logs": sorted(set(logs) - known), "plots": plot_curves(runs_dir, out_dir)}
 
 
 def main(argv=None):
@@ -356,8 +326,7 @@ def main(argv=None):
     with open(readme, "w", encoding="utf-8") as f:
         f.write(markdown(report, args.out))
     with open(js, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+        f.write(json.dumps(report, indent=2) + "\n")
     print(f"wrote {readme}, {js}" + "".join(f", {p['png']}" for p in report["plots"]))
     return report
 
