@@ -82,17 +82,15 @@ def predict_places(model, questions, stoi, itos, device, batched=True, batch_siz
     model.eval()
     encoded = [encode_question(q, stoi)[0] for q in questions]
     mask_id = stoi[MASK_CHAR]
-    answers = [None] * len(questions)
     bar = tqdm(total=len(questions), desc="evaluate", disable=not progress, mininterval=1)
-    if not batched:
-        for i, ids in enumerate(encoded):
+    if batched:
+        generated = greedy_by_length(model, encoded, MAX_ANSWER_CHARS, mask_id, device, batch_size, bar)
+    else:
+        generated = []
+        for ids in encoded:
             x = torch.tensor(ids, dtype=torch.long, device=device)[None]
-            out = sample(model, x, MAX_ANSWER_CHARS, sample=False)[0]
-            answers[i] = answer_from_ids(out[len(ids):], itos)
+            generated.append(sample(model, x, MAX_ANSWER_CHARS, sample=False)[0, len(ids):])
             bar.update(1)
-        bar.close()
-        return answers
-    generated = greedy_by_length(model, encoded, MAX_ANSWER_CHARS, mask_id, device, batch_size, bar)
     bar.close()
     return [answer_from_ids(row, itos) for row in generated]
 

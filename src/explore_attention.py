@@ -16,8 +16,7 @@ attention: when one key has large variance along its mean, a single head
 asked for the average of two values swings between them from sample to
 sample, while two heads (one per value, outputs averaged) stay near the average.
 
-Run: python src/explore_attention.py   (exits non-zero if a construction misses
-its target by more than TOLERANCE)
+Run: python src/explore_attention.py   (exits non-zero if a construction misses its target by more than TOLERANCE)
 """
 import math
 import sys
@@ -50,10 +49,8 @@ VALUES = torch.tensor([
 # single-head attention without scaling, as in the handout
 
 def attend(q, K, V):
-    """Unscaled single-head attention: q (..., Tq, d), K (..., n, d), V (..., n, dv).
-
-    Returns (weights (..., Tq, n), outputs (..., Tq, dv)).
-    """
+    """Unscaled single-head attention: q (..., Tq, d), K (..., n, d), V (..., n, dv)
+    -> (weights (..., Tq, n), outputs (..., Tq, dv))."""
     weights = attn_softmax(pairwise_similarities(q, K))  # (..., Tq, n)
     return weights, compute_outputs(weights, V)          # (..., Tq, dv)
 
@@ -106,8 +103,7 @@ def selecting_query(K, j):
     solve, possible because the four keys are affinely independent); the
     length makes the softmax sharp.
     """
-    margins = {i: 1.0 for i in range(K.size(0))}
-    u = direction_with_margins(K, j, margins)
+    u = direction_with_margins(K, j, {i: 1.0 for i in range(K.size(0))})
     return sharpness(1.0, K.size(0) - 1) * u
 
 
@@ -159,9 +155,8 @@ def average_first_three(K=KEYS, V=VALUES, replaced=3):
     K2 = K.clone()
     K2[replaced] = new_key
     w, c = attend(q[None], K2, V)
-    target = V[kept].mean(0, keepdim=True)
     return Construction("e", f"replace k{replaced}, average the other three values",
-                        {f"new k{replaced}": new_key, "q": q[None]}, w, c, target)
+                        {f"new k{replaced}": new_key, "q": q[None]}, w, c, V[kept].mean(0, keepdim=True))
 
 
 def unit_key_select(K=KEYS, V=VALUES, j=2):
@@ -184,8 +179,7 @@ def unit_key_select(K=KEYS, V=VALUES, j=2):
 
 
 def run_constructions():
-    return [copy_one(), copy_all(), average_all(), average_pair(),
-            average_first_three(), unit_key_select()]
+    return [copy_one(), copy_all(), average_all(), average_pair(), average_first_three(), unit_key_select()]
 
 
 def failures(constructions, tolerance=TOLERANCE):
@@ -202,20 +196,13 @@ def sample_keys(means, a, alpha, along_mean_var, n_samples, gen):
     means (n, d) with unit-norm rows -> keys (n_samples, n, d).
     """
     n, d = means.shape
-    noise = math.sqrt(alpha) * torch.randn(n_samples, n, d, generator=gen, dtype=means.dtype)
-    keys = means + noise
+    keys = means + math.sqrt(alpha) * torch.randn(n_samples, n, d, generator=gen, dtype=means.dtype)
     stretch = math.sqrt(along_mean_var) * torch.randn(n_samples, generator=gen, dtype=means.dtype)
     keys[:, a] += stretch[:, None] * means[a]  # extra variance only along mu_a
     return keys
 
 
-def weight_on(outputs, V, i):
-    """Weight of v_i in the outputs, read off by projection (V has orthonormal rows)."""
-    return outputs @ V[i]
-
-
-def single_vs_multi_head(n=8, a=0, b=1, alpha=1e-6, along_mean_var=0.5, beta=50.0,
-                         n_samples=10000, seed=0):
+def single_vs_multi_head(n=8, a=0, b=1, alpha=1e-6, along_mean_var=0.5, beta=50.0, n_samples=10000, seed=0):
     """Weights on v_a and v_b over many key samples, for one head and for two heads.
 
     Means and values are orthonormal (the rows of random orthogonal matrices,
@@ -234,11 +221,10 @@ def single_vs_multi_head(n=8, a=0, b=1, alpha=1e-6, along_mean_var=0.5, beta=50.
     _, c2 = attend((beta * means[b])[None], K, V)
     c_multi = (c1 + c2) / 2                                                     # (S, 1, dv)
 
-    stats = {}
+    stats = {"single": {}, "multi": {}}
     for name, c in (("single", c_single[:, 0]), ("multi", c_multi[:, 0])):
-        stats[name] = {}
         for key, i in (("a", a), ("b", b)):
-            w = weight_on(c, V, i)  # (S,)
+            w = c @ V[i]  # (S,) weight of v_i in the outputs, read off by projection (V has orthonormal rows)
             stats[name][key] = (w.mean().item(), w.std().item())
     return stats
 
@@ -256,14 +242,11 @@ def fmt(t):
 
 def show(con):
     print(f"({con.label}) {con.description}")
-    for name, t in con.setup.items():
-        sep = "\n" if t.dim() == 2 else " "
+    rows = [*con.setup.items(), ("weights", con.weights), ("output", con.output), ("target", con.target)]
+    for name, t in rows:
+        sep = "\n" if t.dim() == 2 else " "  # matrices start on a line of their own
         print(f"  {name}:{sep}{fmt(t)}")
-    print(f"  weights:\n{fmt(con.weights)}")
-    print(f"  output:\n{fmt(con.output)}")
-    print(f"  target:\n{fmt(con.target)}")
-    print(f"  max abs error vs target: {con.error:.3e}")
-    print()
+    print(f"  max abs error vs target: {con.error:.3e}\n")
 
 
 def main():

@@ -39,42 +39,36 @@ def find_wiki_line(name, lines):
     return next((line for line in lines if line.startswith(name + ". ")), None)
 
 
-def continuations(model, prompts, n_chars, stoi, itos, device, progress=False, desc=None):
-    """Greedy continuation of each prompt string, n_chars characters."""
-    encoded = [[stoi[c] for c in prompt] for prompt in prompts]
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, mininterval=1, leave=False)
-    # mask_id -1 never comes out: a ⁇ must not stop the decoding of the others early
-    generated = greedy_by_length(model, encoded, n_chars, -1, device, bar=bar)
-    bar.close()
-    return ["".join(itos[j] for j in row) for row in generated]
-
-
 def says_place(continuation, place):
     """The continuation starts with the place as a whole word ("Paris", not "Parisville")."""
     return continuation.startswith(place) and not continuation[len(place):len(place) + 1].isalnum()
 
 
-def recall_counts(model, prompts, places, stoi, itos, device, progress=False, desc=None):
-    """(recalled, probed) over the prompts that are not None, all of whose characters the vocabulary
-    has, and that leave room for the place in the model's context."""
+def recall_counts(model, prompts, places, stoi, itos, device, progress=False, desc=None, question=False):
+    """(recalled, probed) over the prompts that are not None, all of whose characters the vocabulary has, and
+    that leave room for the place in the model's context. A prompt recalls its place when its greedy continuation
+    starts with the place as a whole word; with question=True, when its answer (up to ⁇) is the place."""
+    prompt_length = (lambda q: len(encode_question(q, stoi)[0])) if question else len
     probed = [(prompt, place) for prompt, place in zip(prompts, places) if prompt is not None
-              and set(prompt) <= stoi.keys() and len(prompt) + len(place) + 1 <= model.max_len]
+              and set(prompt) <= stoi.keys() and prompt_length(prompt) + len(place) + 1 <= model.max_len]
     if not probed:
         return 0, 0
-    n_chars = max(len(place) for _, place in probed) + 1  # one more, to see where the word ends
-    texts = continuations(model, [prompt for prompt, _ in probed], n_chars, stoi, itos, device,
-                          progress=progress, desc=desc)
-    return sum(says_place(text, place) for text, (_, place) in zip(texts, probed)), len(probed)
+    prompts, places = zip(*probed)
+    if question:
+        answers = predict_places(model, prompts, stoi, itos, device, progress=progress)
+        return sum(answer == place for answer, place in zip(answers, places)), len(probed)
+    n_chars = max(len(place) for place in places) + 1  # one more, to see where the word ends
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, mininterval=1, leave=False)
+    # mask_id -1 never comes out: a ⁇ must not stop the decoding of the others early
+    generated = greedy_by_length(model, [[stoi[c] for c in p] for p in prompts], n_chars, -1, device, bar=bar)
+    bar.close()
+    texts = ["".join(itos[j] for j in row) for row in generated]
+    return sum(says_place(text, place) for text, place in zip(texts, places)), len(probed)
 
 
 def question_recall_counts(model, questions, places, stoi, itos, device, progress=False):
     """(recalled, probed) answering `question ⁇` exactly as evaluation does: the answer up to ⁇ is the place."""
-    probed = [(q, place) for q, place in zip(questions, places)
-              if set(q) <= stoi.keys() and len(encode_question(q, stoi)[0]) + len(place) + 1 <= model.max_len]
-    if not probed:
-        return 0, 0
-    answers = predict_places(model, [q for q, _ in probed], stoi, itos, device, progress=progress)
-    return sum(answer == place for answer, (_, place) in zip(answers, probed)), len(probed)
+    return recall_counts(model, questions, places, stoi, itos, device, progress, question=True)
 
 
 # (label, prompt of one person or None when there is none); the finetuning question, QUESTION_SHAPE,
