@@ -88,7 +88,6 @@ class CausalAttention(nn.Module):
 
     def __init__(self, config, query_key=True):
         super().__init__()
-        assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
         self.n_head = config.n_head
         self.value = nn.Linear(config.n_embd, config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
@@ -142,9 +141,7 @@ class CausalSelfAttention(CausalAttention):
         super().__init__(config)
         self.rope = config.rope
         if self.rope:
-            head_dim = config.n_embd // config.n_head
-            assert head_dim % 2 == 0, "RoPE rotates feature pairs: head size must be even"
-            self.register_buffer("rope_cache", precompute_rotary_emb(head_dim, config.block_size))
+            self.register_buffer("rope_cache", precompute_rotary_emb(config.n_embd // config.n_head, config.block_size))
 
     def forward(self, x, cache=None):
         """x (B, T, C) -> (B, T, C); cache: a KVCache of the positions before x (decoding), or None"""

@@ -83,10 +83,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def note(message):
-    print(message, file=sys.stderr, flush=True)
-
-
 def synchronize(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -213,7 +209,8 @@ def bench_eval(args, device, fast, corpus, dev_path):
     if args.params:  # the model and, where the file describes it, the vocabulary come from the file
         found = model_description(read_state_dict(args.params))
         if not found:
-            note(f"{args.params} does not describe its model: sizes from the options, vocabulary from the corpus")
+            print(f"{args.params} does not describe its model: sizes from the options, vocabulary from the corpus",
+                  file=sys.stderr)
         itos = list(found["vocab"]) if found else CharCorruptionDataset(corpus, args.block_size).itos
         model = load_model(args.params, itos, fallback=model_config(args, len(itos), fast), fused_attention=fast)
     else:

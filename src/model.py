@@ -52,10 +52,22 @@ class GPTConfig:
     shared_qk: bool = False
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """ValueError for a model that cannot be built; GPT checks again, as the course's code switches the
+        variant on after construction."""
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.rope + self.perceiver + self.synthesizer > 1:
             raise ValueError("at most one of rope, perceiver and synthesizer can be on")
         if self.perceiver and not 1 <= (self.bottleneck_dim or 0) <= self.block_size:
             raise ValueError(f"bottleneck_dim must be between 1 and the block size {self.block_size}")
+        if self.perceiver and self.n_layer < 2:
+            raise ValueError(f"the perceiver needs n_layer >= 2 (its down and up blocks), not {self.n_layer}")
+        if self.rope and self.n_embd // self.n_head % 2:
+            raise ValueError(f"RoPE rotates pairs of features: the head size n_embd / n_head must be even, "
+                             f"not {self.n_embd // self.n_head}")
         if self.position_embedding not in POSITION_EMBEDDINGS:
             raise ValueError(f"unknown position_embedding {self.position_embedding!r}; choose one of "
                              f"{', '.join(POSITION_EMBEDDINGS)}")
@@ -144,6 +156,7 @@ class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
+        config.validate()
         self.config = config
         self.block_size = config.block_size
         self.perceiver = config.perceiver
@@ -159,7 +172,6 @@ class GPT(nn.Module):
             self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
         self.drop = nn.Dropout(config.embd_pdrop)
         if config.perceiver:
-            assert config.n_layer >= 2, "the perceiver needs at least its down and up blocks"
             self.down_block = DownProjectBlock(config)
             self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer - 2))
             self.up_block = UpProjectBlock(config)

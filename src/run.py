@@ -58,10 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
     p.add_argument("--seed", type=int, default=0)
     # the model's options (MODEL_OPTIONS): a params file being read fixes them, so they need not be repeated
-    p.add_argument("--block_size", type=int, default=None, help="default 128")
-    p.add_argument("--n_layer", type=int, default=None, help="default 4")
-    p.add_argument("--n_head", type=int, default=None, help="default 8")
-    p.add_argument("--n_embd", type=int, default=None, help="default 256")
+    for name in ("block_size", "n_layer", "n_head", "n_embd"):
+        p.add_argument(f"--{name}", type=int, default=None, help=f"default {MODEL_OPTIONS[name]}")
     p.add_argument("--dropout", type=float, default=0.1, help="embedding, residual and attention dropout")
     p.add_argument("--pretrain_epochs", type=int, default=650)
     p.add_argument("--finetune_epochs", type=int, default=None,
@@ -115,13 +113,11 @@ def build_model(args, setup, itos):
     options make it, MODEL_OPTIONS' defaults standing in for those not given. args gets the values in use."""
     given = {name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name) is not None}
     o = {**MODEL_OPTIONS, **given}
-    if o["n_embd"] % o["n_head"]:
-        raise UserError(f"--n_embd {o['n_embd']} is not divisible by --n_head {o['n_head']}")
     training = dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
                     fused_attention=setup.fused_attention)
     try:
         config = config_for_variant(args.variant, len(itos), **o, **training)
-    except ValueError as e:  # an experiment switch that does not apply to the variant
+    except ValueError as e:  # sizes or switches that GPTConfig refuses
         raise UserError(str(e)) from None
     if args.function != "pretrain" and args.reading_params_path:
         model = load_model(args.reading_params_path, itos, expect={"variant": args.variant, **given},

@@ -55,6 +55,10 @@ def test_switch_trains_saves_and_evaluates(tmp_path, corpus, capsys, variant, fl
 @pytest.mark.parametrize("variant,flags,words", [
     ("rope", ["--position_embedding", "sinusoidal"], ["rope", "position_embedding"]),
     ("synthesizer", ["--shared_qk"], ["synthesizer", "shared_qk"]),
+    # sizes no model can have: one line each, not an AssertionError's traceback from deep inside the model
+    ("perceiver", ["--n_layer", "1"], ["perceiver", "n_layer >= 2"]),
+    ("rope", ["--n_embd", "24", "--n_head", "8"], ["RoPE", "even", "not 3"]),
+    ("vanilla", ["--n_embd", "100", "--n_head", "8"], ["n_embd 100", "n_head 8", "divisible"]),
 ])
 def test_switch_refused_where_it_does_not_apply(tmp_path, corpus, capsys, variant, flags, words):
     params = tmp_path / "p.params"

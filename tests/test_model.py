@@ -67,6 +67,17 @@ def test_gptconfig_refuses_unknown_options_and_two_variants():
         GPTConfig(256, 128, rope=True, synthesizer=True)
 
 
+def test_gpt_checks_a_config_the_course_changed_after_construction():
+    """The course's initialize_*_model functions switch the variant on a built GPTConfig: GPT checks again."""
+    for change, words in ((dict(perceiver=True, bottleneck_dim=8), "n_layer >= 2"), (dict(rope=True), "even")):
+        config = GPTConfig(16, 32, n_layer=1, n_head=2, n_embd=6)
+        for name, value in change.items():
+            setattr(config, name, value)
+        with pytest.raises(ValueError, match=words):
+            GPT(config)
+    GPT(GPTConfig(16, 32, n_layer=1, n_head=2, n_embd=6))  # as built, the config is fine
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_gptconfig_names_its_variant(variant):
     assert config_for_variant(variant, 256, 128).variant == variant
