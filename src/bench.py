@@ -90,10 +90,9 @@ def synchronize(device):
 
 def context(args, device, fast):
     """Keys every measurement carries."""
-    cuda = device.type == "cuda"
     info = {"what": args.what, "variant": args.variant, "device": device.type, "path": "fast" if fast else "plain",
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
-    if cuda:
+    if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
@@ -118,14 +117,12 @@ def synthetic_files(args, folder):
     return module.make_corpus(folder, n_people=people, seed=args.seed)
 
 
-def batches_forever(loader):
-    while True:
-        yield from loader
-
-
-def check_batch(dataset, batch_size):
+def batches_forever(loader, dataset, batch_size):
+    """The loader's batches, epoch after epoch; a UserError if the corpus does not fill one batch."""
     if len(dataset) < batch_size:
         raise UserError(f"the corpus has fewer documents ({len(dataset)}) than a batch ({batch_size})")
+    while True:
+        yield from loader
 
 
 def timed(step, warmup, steps, device):
@@ -145,11 +142,10 @@ def bench_data(args, setup, corpus):
     DataLoader over CharCorruptionDataset on the plain path), moved to the device."""
     dataset = CharCorruptionDataset(corpus, args.block_size)
     config = TrainerConfig(batch_size=args.batch_size or 128)
-    check_batch(dataset, config.batch_size)
     setup.configure(config, dataset)
     loader = config.train_loader or DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                                                num_workers=config.num_workers, pin_memory=setup.device.type == "cuda")
-    batches = batches_forever(loader)
+    batches = batches_forever(loader, dataset, config.batch_size)
     steps, warmup = args.steps or 200, 5 if args.warmup is None else args.warmup
 
     def step():
@@ -177,7 +173,6 @@ def bench_train(args, setup, corpus):
     device, cuda = setup.device, setup.device.type == "cuda"
     dataset = CharCorruptionDataset(corpus, args.block_size)
     batch_size = args.batch_size or 128
-    check_batch(dataset, batch_size)
     steps = args.steps or (20 if cuda else 5)
     # on the CPU the first two steps are still slow (allocator, kernel selection): both untimed
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
@@ -186,7 +181,7 @@ def bench_train(args, setup, corpus):
     setup.configure(config, dataset)
     trainer = Trainer(model, dataset, None, config)
     trainer.prepare()
-    batches = batches_forever(trainer.train_loader)
+    batches = batches_forever(trainer.train_loader, dataset, batch_size)
 
     def step():
         x, y = next(batches)
@@ -217,8 +212,7 @@ def bench_eval(args, device, fast, corpus, dev_path):
         itos = CharCorruptionDataset(corpus, args.block_size).itos
         model = GPT(model_config(args, len(itos), fast))
     stoi = {c: i for i, c in enumerate(itos)}
-    model.to(device)
-    model.eval()
+    model.to(device).eval()
     rows = read_qa(dev_path, "dev file")[:args.questions]
     questions = [question for _, question, _ in rows]
     batch_size = args.batch_size or 256
@@ -233,9 +227,8 @@ def bench_eval(args, device, fast, corpus, dev_path):
     synchronize(device)
     seconds = time.perf_counter() - started
     result = {"questions_per_s": len(questions) / seconds, "questions": len(questions), "seconds": seconds,
-              "model": args.params or "random init", "variant": model.config.variant,
-              "n_layer": model.config.n_layer, "n_head": model.config.n_head, "n_embd": model.config.n_embd,
-              "block_size": model.config.block_size,
+              "model": args.params or "random init",
+              **{k: getattr(model.config, k) for k in ("variant", "n_layer", "n_head", "n_embd", "block_size")},
               "n_params": sum(p.numel() for p in model.parameters()), "fused_attention": fast,
               "decoder": "batched, KV cache" if fast else "one question at a time (utils.sample)",
               "batch_size": batch_size if fast else 1, "dtype": "float32", "tf32": fast and device.type == "cuda",

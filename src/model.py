@@ -55,8 +55,7 @@ class GPTConfig:
         self.validate()
 
     def validate(self):
-        """ValueError for a model that cannot be built; GPT checks again, as the course's code switches the
-        variant on after construction."""
+        """ValueError for a model that cannot be built (GPT checks again: the course sets variants later)."""
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.rope + self.perceiver + self.synthesizer > 1:
@@ -159,7 +158,6 @@ class GPT(nn.Module):
         config.validate()
         self.config = config
         self.block_size = config.block_size
-        self.perceiver = config.perceiver
         # the synthesizer's score rows cover block_size-1 positions
         self.max_len = config.block_size - 1 if config.synthesizer else config.block_size
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
@@ -198,7 +196,7 @@ class GPT(nn.Module):
     def supports_kv_cache(self):
         """The perceiver's bottleneck slots change as the input grows, so it decodes uncached; with
         mask_after_softmax a position may depend on later ones, which a cache cannot update."""
-        return not self.perceiver and not self.config.mask_after_softmax
+        return not self.config.perceiver and not self.config.mask_after_softmax
 
     def forward(self, idx, targets=None, kv_cache=None):
         """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy
@@ -216,7 +214,7 @@ class GPT(nn.Module):
         elif hasattr(self, "pos_emb"):
             x = x + self.pos_emb[:, start:start + T]
         x = self.drop(x)
-        if self.perceiver:
+        if self.config.perceiver:
             assert kv_cache is None, "the perceiver does not decode with a KV cache"
             x_input = x
             x = self.down_block(x_input)  # (B, m, C)

@@ -124,10 +124,9 @@ def main(argv=None):
         p.error(f"--people must be at least 1, got {args.people}")
     corpus = read_text(args.wiki_path, "wiki corpus")
     stoi, itos = build_vocab(corpus)
-    model = load_model(args.params_path, itos).eval()
-    people = read_people(args.qa_paths, args.people)
     device = resolve_device(args.device)
-    model.to(device)
+    model = load_model(args.params_path, itos).to(device).eval()
+    people = read_people(args.qa_paths, args.people)
     c = model.config
     n_params = sum(q.numel() for q in model.parameters())
     print(f"{args.params_path}: {c.variant}, {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "

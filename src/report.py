@@ -19,6 +19,8 @@ import os
 import re
 import sys
 
+from utils import atomic_write_text
+
 VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
 DASH = "—"
 
@@ -323,10 +325,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     report = build_report(args.logs, args.runs, args.out, demos)
     readme, js = os.path.join(args.out, "README.md"), os.path.join(args.out, "results.json")
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(markdown(report, args.out))
-    with open(js, "w", encoding="utf-8") as f:
-        f.write(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(readme, markdown(report, args.out))
+    atomic_write_text(js, json.dumps(report, indent=2) + "\n")
     print(f"wrote {readme}, {js}" + "".join(f", {p['png']}" for p in report["plots"]))
     return report
 

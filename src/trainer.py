@@ -79,8 +79,7 @@ def make_optimizer(model, config):
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    extra = {"fused": True} if config.fused_adamw else {}
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, **extra)
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, fused=config.fused_adamw or None)
 
 
 class Trainer:

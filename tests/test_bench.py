@@ -47,3 +47,11 @@ def test_bench_train_takes_the_variant(capsys, corpus):
     result, = measure(capsys, "train", False, "--corpus", corpus["wiki"], "--variant", "perceiver",
                       "--n_layer", "2", "--bottleneck_dim", "8", "--steps", "1", "--warmup", "0", "--batch_size", "4")
     assert result["variant"] == "perceiver" and result["tokens_per_s"] > 0
+
+
+@pytest.mark.parametrize("what", ["data", "train"])
+def test_bench_refuses_a_corpus_smaller_than_a_batch(capsys, corpus, what):
+    """A clear error, not an endless wait for a batch that never comes."""
+    with pytest.raises(bench.UserError, match="fewer documents"):
+        measure(capsys, what, False, "--corpus", corpus["wiki"], "--steps", "1", "--warmup", "0",
+                "--batch_size", "100000")
