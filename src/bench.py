@@ -14,18 +14,14 @@ train  optimizer steps of the full recipe shape by default (batch 128, block 128
        fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
        device, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not), TF32 and fused
        AdamW on CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
-       through the trainer's DataLoader. --compile: torch.compile the model (eager with a note
-       if it fails).
-data   the span-corruption pipeline alone, batches delivered on the device.
-       plain: CharCorruptionDataset through the trainer's DataLoader; fast: CorruptionBatches.
-eval   decoding.predict_places on a dev file (default: a synthetic one, made into a
-       temporary folder). plain: batched=False (the course's decoder, one question at a
-       time, no cache); fast: batched=True (length-grouped batches, KV cache, early stop).
-       A randomly initialised model never emits ⁇, so the fast decoder cannot stop early:
-       measure with --params (a trained model; its sizes and vocabulary are read from the
-       file) as well.
+       through the trainer's DataLoader.
+data   the span-corruption pipeline alone, batches delivered on the device, as train gets them.
+eval   decoding.predict_places on a dev file. plain: batched=False (the course's decoder, one
+       question at a time, no cache); fast: batched=True (right-padded batches, KV cache, early
+       stop). A randomly initialised model never emits ⁇, so the fast decoder cannot stop early:
+       measure with --params (a trained model; sizes and vocabulary from the file) as well.
 
-Without --corpus, the corpus is the synthetic one (data/make_synthetic_corpus.py), made
+Without --corpus and --dev, both are the synthetic ones (data/make_synthetic_corpus.py), made
 in a temporary folder large enough to hold --questions dev questions.
 """
 import argparse

@@ -94,11 +94,10 @@ def destroy():
 
 
 def exit_when_all_done(status=0):
-    """On a clean finish under torchrun (or a stop every rank agreed on), the last thing a run does:
-    wait until every rank is done, then end the process at once with this exit status. Tearing gloo
-    down (in destroy_process_group or at interpreter exit) can still abort a rank with "terminate
-    called without an active exception" now and then on a busy CPU, and a rank that ends first has
-    torchrun kill the others; by this point every file is written, so skipping the teardown loses nothing."""
+    """On a clean finish under torchrun (or a stop all ranks agreed on), the last thing a run does: wait for
+    every rank, then end the process at once with this exit status. Tearing gloo down can abort a rank now and
+    then on a busy CPU ("terminate called without an active exception"), and a rank that ends first has torchrun
+    kill the others; every file is written by now, so skipping the teardown loses nothing."""
     if not active():
         return
     dist.barrier()
