@@ -2,9 +2,9 @@
 Attention layers of the model (SPEC §5), all causal and multi-head, and the KV cache of decoding.
 
 CausalSelfAttention (with RoPE when config.rope), CausalCrossAttention (the perceiver's) and
-SynthesizerAttention share CausalAttention: value and output projections, dropout, the causal mask
-and the softmax-weighted sum of values, fused or plain. attention_math.py is the plain path taken
-apart into one function per step, as taught; its tests check it against these layers.
+SynthesizerAttention share CausalAttention: value and output projections, dropout, the causal mask and the
+softmax-weighted sum of values, fused or plain. attention_math.py is the plain path taken apart into one
+function per step, as taught; its tests check it against these layers.
 """
 import math
 

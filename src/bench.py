@@ -61,10 +61,8 @@ def parse_args(argv=None):
                    help="untimed steps/batches first (train: 5 on CUDA, 2 on CPU; data: 5), "
                         "questions for eval (8)")
     p.add_argument("--batch_size", type=int, default=None, help="default 128 (train, data), 256 (eval)")
-    p.add_argument("--block_size", type=int, default=128)
-    p.add_argument("--n_layer", type=int, default=4)
-    p.add_argument("--n_head", type=int, default=8)
-    p.add_argument("--n_embd", type=int, default=256)
+    for name, default in (("block_size", 128), ("n_layer", 4), ("n_head", 8), ("n_embd", 256)):
+        p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--dropout", type=float, default=0.1, help="train: the model's dropout (the recipe's 0.1)")
     p.add_argument("--bottleneck_dim", type=int, default=32)
     p.add_argument("--questions", type=int, default=500, help="eval: questions decoded (the first N of the file)")
@@ -157,11 +155,13 @@ def bench_data(args, setup, corpus):
 # train ----------------------------------------------------------------------------------------
 
 def model_config(args, vocab_size, fast):
-    if args.n_embd % args.n_head:
-        raise UserError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}")
-    return config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
-                              n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, fused_attention=fast,
-                              embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout)
+    try:
+        return config_for_variant(args.variant, vocab_size, args.block_size, bottleneck_dim=args.bottleneck_dim,
+                                  n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                                  fused_attention=fast, embd_pdrop=args.dropout, resid_pdrop=args.dropout,
+                                  attn_pdrop=args.dropout)
+    except ValueError as e:  # sizes GPTConfig refuses
+        raise UserError(str(e)) from None
 
 
 def bench_train(args, setup, corpus):

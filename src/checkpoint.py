@@ -1,11 +1,11 @@
 """
-Resumable training (trainer.py uses it): files written whole or not at all, the training checkpoint
-(model, optimizer, where training stands, every random state), and Ctrl-C/SIGTERM deferred to the
-end of the current step.
+Resumable training (trainer.py uses it): files written whole or not at all, the training checkpoint (model,
+optimizer, where training stands, every random state), and Ctrl-C/SIGTERM deferred to the end of the current
+step.
 
-Resume is exact, part way through an epoch too: the epoch's batch order is drawn again from the
-random state the epoch started with, the batches already trained on are skipped, and every
-generator is put back where the interruption left it; the run goes on as if it had never stopped.
+Resume is exact, part way through an epoch too: the epoch's batch order is drawn again from the random state the
+epoch started with, the batches already trained on are skipped, and every generator is put back where the
+interruption left it; the run goes on as if it had never stopped.
 """
 import os
 import random

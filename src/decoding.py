@@ -2,12 +2,11 @@
 Answering questions: greedy decoding of up to 32 characters after `question ⁇`.
 The prediction is the decoded text up to the next ⁇.
 
-predict_places() decodes many questions at once, stopping as soon as every answer in the
-batch is complete: with a KV cache where the model has one, questions of any length share a
-batch, right-padded (the cache hides the padding and keeps each row's positions), and the prefix
-they all share ("Where was ") runs once for the batch; without
-one, questions of equal length share a batch, so that positions line up. `batched=False` is
-the course's decoder: one question at a time through utils.sample, no cache.
+predict_places() decodes many questions at once, stopping as soon as every answer in the batch is complete: with
+a KV cache where the model has one, questions of any length share a batch, right-padded (the cache hides the
+padding and keeps each row's positions), and the prefix they all share ("Where was ") runs once for the batch;
+without one, questions of equal length share a batch, so that positions line up. `batched=False` is the course's
+decoder: one question at a time through utils.sample, no cache.
 """
 from collections import defaultdict
 

@@ -56,6 +56,12 @@ class GPTConfig:
 
     def validate(self):
         """ValueError for a model that cannot be built (GPT checks again: the course sets variants later)."""
+        if min(self.vocab_size, self.block_size, self.n_layer, self.n_head, self.n_embd) < 1:
+            raise ValueError(f"sizes must be positive: vocab_size {self.vocab_size}, block_size {self.block_size}, "
+                             f"n_layer {self.n_layer}, n_head {self.n_head}, n_embd {self.n_embd}")
+        if not all(0 <= p < 1 for p in (self.embd_pdrop, self.resid_pdrop, self.attn_pdrop)):
+            raise ValueError(f"dropout must be at least 0 and below 1: embd_pdrop {self.embd_pdrop}, resid_pdrop "
+                             f"{self.resid_pdrop}, attn_pdrop {self.attn_pdrop}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.rope + self.perceiver + self.synthesizer > 1:

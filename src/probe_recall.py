@@ -66,11 +66,6 @@ def recall_counts(model, prompts, places, stoi, itos, device, progress=False, de
     return sum(says_place(text, place) for text, place in zip(texts, places)), len(probed)
 
 
-def question_recall_counts(model, questions, places, stoi, itos, device, progress=False):
-    """(recalled, probed) answering `question ⁇` exactly as evaluation does: the answer up to ⁇ is the place."""
-    return recall_counts(model, questions, places, stoi, itos, device, progress, question=True)
-
-
 # (label, prompt of one person or None when there is none); the finetuning question, QUESTION_SHAPE,
 # is scored apart, as evaluation scores it
 PROMPT_SHAPES = [
@@ -103,7 +98,7 @@ def probe(model, people, wiki_lines, stoi, itos, device, progress=False):
         prompts = [make_prompt(name, place, line, longest_document)
                    for name, place, line in zip(names, places, lines)]
         counts[label] = recall_counts(model, prompts, places, stoi, itos, device, progress, desc=label)
-    counts[QUESTION_SHAPE] = question_recall_counts(model, questions, places, stoi, itos, device, progress)
+    counts[QUESTION_SHAPE] = recall_counts(model, questions, places, stoi, itos, device, progress, question=True)
     return counts
 
 

@@ -4,12 +4,12 @@ Results of the runs: a markdown table, JSON and loss plots from run.sh's logs an
     python src/report.py [--logs results/logs] [--demos results] [--runs expt] [--out results]
     ./run.sh report                        # the same, with run.sh's RESULTS_DIR
 
-Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, results/demo-*/logs/STEP.log
-from each `./run.sh demo [VARIANT] [OPTIONS]`) for their commands and errors, the JSON each command
-wrote beside its output (PARAMS.json, PREDICTIONS.json: the figures), and the TensorBoard event files under
-expt/ (tags train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one
-figure per phase, one line per run). Each demo is named by its directory, e.g. demo-vanilla-shared_qk.
-Runs that are missing or failed show as '—'.
+Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, results/demo-*/logs/STEP.log from each
+`./run.sh demo [VARIANT] [OPTIONS]`) for their commands and errors, the JSON each command wrote beside its
+output (PARAMS.json, PREDICTIONS.json: the figures), and the TensorBoard event files under expt/ (tags
+train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one figure per
+phase, one line per run). Each demo is named by its directory, e.g. demo-vanilla-shared_qk. Runs that are
+missing or failed show as '—'.
 """
 import argparse
 import datetime

@@ -91,6 +91,12 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     args = p.parse_args(argv)
+    for name, low in (("batch_size", 1), ("pretrain_epochs", 0), ("finetune_epochs", 0), ("num_workers", 0),
+                      ("save_every", 0), ("save_every_minutes", 0)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            p.error(f"--{name} must be at least {low}, not {getattr(args, name)}")
+    if min(args.pretrain_lr, args.finetune_lr) <= 0:
+        p.error(f"learning rates must be positive, not {min(args.pretrain_lr, args.finetune_lr)}")
     block = args.block_size or MODEL_OPTIONS["block_size"]
     if args.variant == "perceiver" and args.bottleneck_dim is not None and not 1 <= args.bottleneck_dim <= block:
         p.error(f"--bottleneck_dim must be between 1 and the block size {block}")

@@ -101,3 +101,30 @@ def test_params_file_fixes_the_sizes(tmp_path, corpus, capsys):
             run.main(evaluate + [flag, value])
         assert flag[2:] in str(info.value) and value in str(info.value)
     run.main(evaluate + ["--n_layer", "2", "--bottleneck_dim", "8"])  # the file's own values are fine
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--batch_size", "0"], ["--batch_size", "at least 1"]),
+    (["--finetune_epochs", "-1"], ["--finetune_epochs", "at least 0"]),
+    (["--save_every_minutes", "-2"], ["--save_every_minutes"]),
+    (["--pretrain_lr", "0"], ["learning rates", "positive"]),
+])
+def test_bad_numbers_are_argparse_errors(capsys, flags, words):
+    with pytest.raises(SystemExit) as info:
+        run.parse_args(["pretrain", "vanilla", "wiki.txt", *flags])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error:" in last and all(word in last for word in words), last
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--n_head", "0"], ["n_head 0", "positive"]),
+    (["--n_layer", "0"], ["n_layer 0", "positive"]),
+    (["--block_size", "-5"], ["block_size -5"]),
+    (["--dropout", "1.5"], ["dropout", "1.5"]),
+])
+def test_impossible_models_are_one_line_errors(tmp_path, corpus, flags, words):
+    params = tmp_path / "p.params"
+    with pytest.raises(UserError) as info:
+        run.main(["pretrain", "vanilla", corpus["wiki"], "--writing_params_path", str(params), *TINY, *flags])
+    assert all(word in str(info.value) for word in words) and not params.exists()

@@ -67,6 +67,15 @@ def test_gptconfig_refuses_unknown_options_and_two_variants():
         GPTConfig(256, 128, rope=True, synthesizer=True)
 
 
+@pytest.mark.parametrize("sizes,words", [
+    (dict(n_head=0), "n_head 0"), (dict(n_embd=0), "n_embd 0"), (dict(n_layer=-1), "n_layer -1"),
+    (dict(attn_pdrop=1.0), "dropout"), (dict(embd_pdrop=-0.1), "dropout"),
+])
+def test_gptconfig_refuses_impossible_sizes(sizes, words):
+    with pytest.raises(ValueError, match=words):
+        GPTConfig(16, 32, **sizes)
+
+
 def test_gpt_checks_a_config_the_course_changed_after_construction():
     """The course's initialize_*_model functions switch the variant on a built GPTConfig: GPT checks again."""
     for change, words in ((dict(perceiver=True, bottleneck_dim=8), "n_layer >= 2"), (dict(rope=True), "even")):

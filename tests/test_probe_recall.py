@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from dataset import MASK_CHAR, PAD_CHAR, build_vocab, truncation_range
 from model import GPT, config_for_variant
 from params import save_params
-from probe_recall import (QUESTION_SHAPE, main, own_line_prompt, question_recall_counts, read_people,
-                          recall_counts)
+from probe_recall import QUESTION_SHAPE, main, own_line_prompt, read_people, recall_counts
 from utils import UserError, read_text, set_seed
 from make_synthetic_corpus import make_corpus
 
@@ -99,8 +98,8 @@ def test_a_model_that_always_says_london_recalls_the_londoners():
     assert recall_counts(AlwaysSays("Rome"), prompts, places, STOI, ITOS, "cpu") == (1, 8)
     assert recall_counts(AlwaysSays("Londonderry"), prompts, places, STOI, ITOS, "cpu") == (1, 8)
     questions = [f"Where was {name} born?" for name, _ in PEOPLE]
-    assert question_recall_counts(AlwaysSays("London"), questions, places, STOI, ITOS, "cpu") == (3, 8)
-    assert question_recall_counts(AlwaysSays("Lond"), questions, places, STOI, ITOS, "cpu") == (1, 8)
+    assert recall_counts(AlwaysSays("London"), questions, places, STOI, ITOS, "cpu", question=True) == (3, 8)
+    assert recall_counts(AlwaysSays("Lond"), questions, places, STOI, ITOS, "cpu", question=True) == (1, 8)
 
 
 def test_prompts_that_cannot_be_probed_are_skipped():
