@@ -91,7 +91,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     args = p.parse_args(argv)
-    for name, low in (("batch_size", 1), ("pretrain_epochs", 0), ("finetune_epochs", 0), ("num_workers", 0),
+    for name, low in (("batch_size", 1), ("pretrain_epochs", 1), ("finetune_epochs", 1), ("num_workers", 0),
                       ("save_every", 0), ("save_every_minutes", 0)):
         if getattr(args, name) is not None and getattr(args, name) < low:
             p.error(f"--{name} must be at least {low}, not {getattr(args, name)}")

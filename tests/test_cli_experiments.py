@@ -105,7 +105,7 @@ def test_params_file_fixes_the_sizes(tmp_path, corpus, capsys):
 
 @pytest.mark.parametrize("flags,words", [
     (["--batch_size", "0"], ["--batch_size", "at least 1"]),
-    (["--finetune_epochs", "-1"], ["--finetune_epochs", "at least 0"]),
+    (["--finetune_epochs", "0"], ["--finetune_epochs", "at least 1"]),  # 0 would have meant the default
     (["--save_every_minutes", "-2"], ["--save_every_minutes"]),
     (["--pretrain_lr", "0"], ["learning rates", "positive"]),
 ])
