@@ -35,7 +35,6 @@ import tempfile
 import time
 
 import torch
-from torch.utils.data import DataLoader
 
 import speed
 
@@ -43,7 +42,7 @@ from dataset import CharCorruptionDataset
 from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
 from params import load_model, model_description, read_state_dict
-from trainer import Trainer, TrainerConfig
+from trainer import Trainer, TrainerConfig, data_loader
 from utils import UserError, count_correct, read_qa, read_text, resolve_device, run_script, set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,13 +131,12 @@ def timed(step, warmup, steps, device):
 
 
 def bench_data(args, setup, corpus):
-    """The batches the trainer gets from speed.Speed.configure (CorruptionBatches, or the trainer's own
-    DataLoader over CharCorruptionDataset on the plain path), moved to the device."""
+    """The batches the trainer gets: speed.Speed.configure's CorruptionBatches, or on the plain path
+    trainer.data_loader over CharCorruptionDataset, moved to the device."""
     dataset = CharCorruptionDataset(corpus, args.block_size)
     config = TrainerConfig(batch_size=args.batch_size or 128)
     setup.configure(config, dataset)
-    loader = config.train_loader or DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                                               num_workers=config.num_workers, pin_memory=setup.device.type == "cuda")
+    loader = config.train_loader or data_loader(dataset, config, setup.device)
     batches = batches_forever(loader, dataset, config.batch_size)
     steps, warmup = args.steps or 200, 5 if args.warmup is None else args.warmup
 

@@ -82,6 +82,17 @@ def make_optimizer(model, config):
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, fused=config.fused_adamw or None)
 
 
+def data_loader(dataset, config, device):
+    """The DataLoader of the course's trainer (shuffled batches of config.batch_size); in a distributed run
+    each rank gets its own share of every epoch, in an order all ranks agree on (seed + epoch)."""
+    sampler = None
+    if distributed.active():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=torch.initial_seed() % 2 ** 62)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                      persistent_workers=config.num_workers > 0, worker_init_fn=checkpoint.ignore_sigterm)
+
+
 class Trainer:
     """Trainer(model, train_dataset, test_dataset, config).train(). test_dataset is the course's
     argument; this project evaluates with run.py evaluate instead, so it must be None."""
@@ -103,7 +114,7 @@ class Trainer:
         may have set it after construction); the checkpoint's state when resuming (see checkpoint.load)."""
         cfg = self.config
         self.optimizer = make_optimizer(self.model, cfg)
-        self.train_loader = cfg.train_loader or self.loader()
+        self.train_loader = cfg.train_loader or data_loader(self.train_dataset, cfg, self.device)
         distributed.diverge_rngs()  # after the sampler's seed, which must be the same on every rank
         self.train_model = self.wrap(self.model)
         if cfg.resume and cfg.resume_path and os.path.exists(cfg.resume_path):
@@ -192,15 +203,6 @@ class Trainer:
         if self.config.resume_path:
             checkpoint.save(self)
         self.saved_at = time.monotonic()
-
-    def loader(self):
-        cfg, sampler = self.config, None
-        if distributed.active():
-            # each rank its own share of every epoch, in an order all ranks agree on (seed + epoch)
-            sampler = DistributedSampler(self.train_dataset, shuffle=True, seed=torch.initial_seed() % 2 ** 62)
-        return DataLoader(self.train_dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                          num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=cfg.num_workers > 0, worker_init_fn=checkpoint.ignore_sigterm)
 
     def wrap(self, model):
         """The model as trained: under DistributedDataParallel in a distributed run, compiled with
