@@ -12,8 +12,8 @@ memory so far (`peak_rss_mib`; on CUDA also `peak_cuda_allocated_mib`).
 train  optimizer steps of the full recipe shape by default (batch 128, block 128, 4/8/256,
        AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
        fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
-       device, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not), TF32 and fused
-       AdamW on CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
+       device, fused AdamW, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not), TF32 on
+       CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
        through the trainer's DataLoader.
 data   the span-corruption pipeline alone, batches delivered on the device, as train gets them.
 eval   decoding.predict_places on a dev file. plain: batched=False (the course's decoder, one

@@ -85,7 +85,7 @@ def trained_weights(device, fused_adamw, amp_dtype, steps=6):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fused_adamw_and_bf16_autocast_train_like_the_plain_trainer(device):
-    """The CUDA fast path's optimizer and dtype settings, through the Trainer: fused AdamW takes the
+    """The fast path's optimizer and dtype settings, through the Trainer: fused AdamW takes the
     steps the plain AdamW takes (up to rounding); under bf16 autocast the weights stay fp32 and end
     close to fp32 training's, and far from where they started."""
     set_seed(0)

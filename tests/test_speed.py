@@ -19,8 +19,8 @@ def test_cpu_trains_under_bf16_autocast_exactly_where_it_has_bf16_matrix_units(a
     fast = speed.resolve(CPU)
     assert fast.amp_dtype == (torch.bfloat16 if amx else None)
     assert ("dtype: bf16 autocast" if amx else "dtype: float32") in fast.describe()
-    assert (fast.fused_attention, fast.batched_decoding, fast.batched_corruption) == (True, True, True)
-    assert (fast.tf32, fast.fused_adamw, fast.num_workers) == (False, False, 0)  # CUDA's alone
+    assert (fast.fused_attention, fast.fused_adamw, fast.batched_decoding, fast.batched_corruption) == (True,) * 4
+    assert (fast.tf32, fast.num_workers) == (False, 0)  # CUDA's alone
 
 
 @pytest.mark.parametrize("flags", [{"plain": True}, {"fp32": True}])
