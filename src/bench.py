@@ -12,8 +12,8 @@ memory so far (`peak_rss_mib`; on CUDA also `peak_cuda_allocated_mib`).
 train  optimizer steps of the full recipe shape by default (batch 128, block 128, 4/8/256,
        AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
        fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
-       device, fused AdamW, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not), TF32 on
-       CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
+       device, fused AdamW, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not; --bf16:
+       on any), TF32 on CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
        through the trainer's DataLoader.
 data   the span-corruption pipeline alone, batches delivered on the device, as train gets them.
 eval   decoding.predict_places on a dev file. plain: batched=False (the course's decoder, one
@@ -70,6 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--dev", default=None, help="eval: question<TAB>answer file (default: synthetic)")
     p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
     p.add_argument("--fp32", action="store_true", help="train: float32 where bf16 autocast is the default")
+    p.add_argument("--bf16", action="store_true", help="train: bf16 autocast on any hardware (emulated without AMX)")
     p.add_argument("--repeat", type=int, default=1, help="measurements in a row (one JSON line each)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--seed", type=int, default=0)
@@ -238,7 +239,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, compile=args.compile)  # as run.py decides it
+    # as run.py decides it
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16, compile=args.compile)
     fast = not args.plain
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
         synthetic = None

@@ -69,8 +69,12 @@ def parse_args(argv=None):
     p.add_argument("--plain", action="store_true",
                    help="turn every speed feature off: plain attention, fp32, one-by-one decoding, "
                         "per-example span corruption")
-    p.add_argument("--fp32", action="store_true",
-                   help="train in float32 where bf16 autocast is the default (CUDA with bf16, CPUs with AMX)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", action="store_true",
+                           help="train in float32 where bf16 autocast is the default (CUDA with bf16, CPUs with AMX)")
+    precision.add_argument("--bf16", action="store_true",
+                           help="train under bf16 autocast on any hardware (emulated without AMX: several times "
+                                "slower, for checking bf16's accuracy there)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model for training (compiling takes a while; falls back to eager "
                         "with a note where it fails)")
@@ -95,6 +99,8 @@ def parse_args(argv=None):
                       ("save_every", 0), ("save_every_minutes", 0)):
         if getattr(args, name) is not None and getattr(args, name) < low:
             p.error(f"--{name} must be at least {low}, not {getattr(args, name)}")
+    if args.plain and args.bf16:
+        p.error("--bf16 is a fast path; --plain trains in float32")
     if min(args.pretrain_lr, args.finetune_lr) <= 0:
         p.error(f"learning rates must be positive, not {min(args.pretrain_lr, args.finetune_lr)}")
     block = args.block_size or MODEL_OPTIONS["block_size"]
@@ -107,7 +113,7 @@ def setup_speed(args):
     """Device and fast paths, decided once at start-up (speed.py); under torchrun this joins the
     process group first, and each process gets its own GPU."""
     device = distributed.init(resolve_device(args.device))
-    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, compile=args.compile,
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16, compile=args.compile,
                           num_workers=args.num_workers)
     print(setup.describe(), flush=True)
     return setup

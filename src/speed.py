@@ -69,13 +69,13 @@ def on(flag):
     return "on" if flag else "off"
 
 
-def resolve(device, plain=False, fp32=False, compile=False, num_workers=None):
+def resolve(device, plain=False, fp32=False, bf16=False, compile=False, num_workers=None):
     """The Speed of a device: everything fast unless plain; bf16 autocast where the hardware has
-    bf16 matrix units, unless fp32. Sets torch's TF32 switches as a side effect on CUDA."""
+    bf16 matrix units (or bf16: anywhere), unless fp32. Sets torch's TF32 switches as a side effect on CUDA."""
     cuda = device.type == "cuda"
     fast = not plain
-    bf16 = fast and not fp32 and (torch.cuda.is_bf16_supported() if cuda else
-                                  device.type == "cpu" and cpu_has_bf16_matmul())
+    bf16 = fast and not fp32 and (bf16 or (torch.cuda.is_bf16_supported() if cuda else
+                                           device.type == "cpu" and cpu_has_bf16_matmul()))
     if cuda and fast:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -23,9 +23,13 @@ def test_cpu_trains_under_bf16_autocast_exactly_where_it_has_bf16_matrix_units(a
     assert (fast.tf32, fast.num_workers) == (False, 0)  # CUDA's alone
 
 
-@pytest.mark.parametrize("flags", [{"plain": True}, {"fp32": True}])
+@pytest.mark.parametrize("flags", [{"plain": True}, {"fp32": True}, {"plain": True, "bf16": True}])
 def test_plain_and_fp32_train_in_float32(amx, flags):
     assert speed.resolve(CPU, **flags).amp_dtype is None
+
+
+def test_bf16_trains_under_bf16_autocast_with_or_without_bf16_matrix_units(amx):
+    assert speed.resolve(CPU, bf16=True).amp_dtype == torch.bfloat16
 
 
 def test_plain_turns_every_feature_off(amx):
@@ -52,3 +56,12 @@ def test_run_py_announces_and_uses_the_choice(amx, capsys):
     assert capsys.readouterr().out.startswith(setup.describe())
     assert run.setup_speed(run.parse_args(["pretrain", "vanilla", "wiki.txt", "--device", "cpu",
                                            "--fp32"])).amp_dtype is None
+    assert run.setup_speed(run.parse_args(["pretrain", "vanilla", "wiki.txt", "--device", "cpu",
+                                           "--bf16"])).amp_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("flags", [["--bf16", "--fp32"], ["--bf16", "--plain"]])
+def test_run_py_refuses_bf16_beside_fp32_or_plain(flags, capsys):
+    with pytest.raises(SystemExit) as exit:
+        run.parse_args(["pretrain", "vanilla", "wiki.txt", *flags])
+    assert exit.value.code == 2 and "--bf16" in capsys.readouterr().err
