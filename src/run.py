@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 
-
 import distributed
 import speed
 from course import COURSES
@@ -73,8 +72,7 @@ def parse_args(argv=None):
     precision.add_argument("--fp32", action="store_true",
                            help="train in float32 where bf16 autocast is the default (CUDA with bf16, CPUs with AMX)")
     precision.add_argument("--bf16", action="store_true",
-                           help="train under bf16 autocast on any hardware (emulated without AMX: several times "
-                                "slower, for checking bf16's accuracy there)")
+                           help="train under bf16 autocast anywhere (without AMX emulated, several times slower)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model for training (compiling takes a while; falls back to eager "
                         "with a note where it fails)")

@@ -2,12 +2,12 @@
 The speed features, decided once for a device: run.py and bench.py both take them from here.
 
 Every feature has a plain fallback (`--plain` turns them all off) and a parity test: fused attention
-(scaled_dot_product_attention), fused AdamW (one kernel for every tensor's update, not a loop over them; 4-6%
-of a demo-shape CPU step), batched KV-cache decoding, batched span corruption on the device, and training
-under bf16 autocast where the hardware has bf16 matrix units: CUDA GPUs that support bf16, and CPUs with Intel
-AMX (Sapphire Rapids and later), on which oneDNN multiplies bf16 matrices about 3 times faster than fp32 (756
-against 223 GFLOP/s on a 2-core Xeon). Elsewhere, e.g. AMD EPYC or Intel CPUs without AMX, bf16 would be
-emulated and slower, so training stays fp32. Weights, optimizer state and the loss stay fp32 either way.
+(scaled_dot_product_attention), fused AdamW (one kernel for all tensors: 4-6% of a demo-shape CPU step), batched
+KV-cache decoding, batched span corruption on the device, and training under bf16 autocast where the hardware
+has bf16 matrix units: CUDA GPUs that support bf16, and CPUs with Intel AMX (Sapphire Rapids and later), on which
+oneDNN multiplies bf16 matrices about 3 times faster than fp32 (756 against 223 GFLOP/s on a 2-core Xeon).
+Elsewhere, e.g. AMD EPYC, bf16 is emulated and about 10 times slower (--bf16 forces it), so training stays fp32.
+Weights, optimizer state and the loss stay fp32 either way.
 """
 from dataclasses import dataclass
 
