@@ -69,8 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--corpus", default=None, help="pretraining corpus (default: synthetic, made on the fly)")
     p.add_argument("--dev", default=None, help="eval: question<TAB>answer file (default: synthetic)")
     p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
-    p.add_argument("--fp32", action="store_true", help="train: float32 where bf16 autocast is the default")
-    p.add_argument("--bf16", action="store_true", help="train: bf16 autocast on any hardware (emulated without AMX)")
+    precision = p.add_mutually_exclusive_group()  # as in run.py
+    precision.add_argument("--fp32", action="store_true", help="train: float32 where bf16 autocast is the default")
+    precision.add_argument("--bf16", action="store_true", help="train: bf16 autocast anywhere (emulated without AMX)")
     p.add_argument("--repeat", type=int, default=1, help="measurements in a row (one JSON line each)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--seed", type=int, default=0)

@@ -55,3 +55,9 @@ def test_bench_refuses_a_corpus_smaller_than_a_batch(capsys, corpus, what):
     with pytest.raises(bench.UserError, match="fewer documents"):
         measure(capsys, what, False, "--corpus", corpus["wiki"], "--steps", "1", "--warmup", "0",
                 "--batch_size", "100000")
+
+
+def test_bf16_and_fp32_are_refused_together(capsys):
+    with pytest.raises(SystemExit) as exit:
+        bench.parse_args(["train", "--bf16", "--fp32"])
+    assert exit.value.code == 2 and "--bf16" in capsys.readouterr().err
