@@ -10,6 +10,7 @@
 #                                  results/demo-augmentation/augmentation.{md,json,png}
 #   ./run.sh test                  the pytest suite
 #   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
+#   ./run.sh bench                 the README's speed table, fast and plain in turn: results/bench/*.jsonl
 #   ./run.sh cpu_real              the real data's vanilla runs with a small model, about 2 h on 2 CPU cores:
 #                                  results/cpu_real/ (README, Real data)
 #   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
@@ -162,7 +163,7 @@ all() {
 }
 
 help() {
-  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"  # the comment block at the top
   echo
   if [ "$COURSE" = cs224n ]; then echo "Targets (./run.sh --course xcs224n help lists XCS224N's):"
   else echo "Targets of $COURSE:"; fi
@@ -261,6 +262,28 @@ cpu_real() {
   printf "  %-34s %s\n" "vanilla pretrained + finetuned" "${acc[2]}"
 }
 
+# ---------------------------------------------------------------- bench: the README's speed table
+# fast and plain in turn, two pairs each (bench.py --pairs); one JSON line per measurement, the
+# summary last, in $RESULTS/bench/NAME.jsonl. Run it alone on the machine: about 15 min on 2 CPU cores.
+bench() {
+  local D="${SYNTHETIC_DIR:-data/synthetic}/people200-bios3-seed0" trained="$RESULTS/demo-vanilla/finetune.params"
+  mkdir -p "$RESULTS/bench"
+  "$PY" data/make_synthetic_corpus.py --out "$D" --people 200 --bios_per_person 3 --seed 0 --keep_if_current
+  bench_row eval_random eval  # the bench's own synthetic dev set, 500 questions
+  if [ -f "$trained" ]; then bench_row eval_demo_model eval --params "$trained"
+  else echo "(no $trained: run ./run.sh demo first to time a trained model's evaluation)" >&2; fi
+  bench_row train_recipe train
+  bench_row train_demo_shape train --n_layer 2 --n_head 4 --n_embd 64 --batch_size 32 --dropout 0 --steps 100 \
+    --warmup 5 --corpus "$D/wiki.txt"
+}
+
+bench_row() {  # NAME BENCH_ARGS...: two fast/plain pairs into $RESULTS/bench/NAME.jsonl
+  local name=$1; shift
+  echo "== $name" >&2
+  # shellcheck disable=SC2086  # BENCH_ARGS: options appended to every row (the tests' tiny sizes)
+  "$PY" src/bench.py "$@" --pairs --repeat 2 ${BENCH_ARGS:-} > "$RESULTS/bench/$name.jsonl"
+}
+
 # ---------------------------------------------------------------- dispatch
 while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
   case "$1" in
@@ -287,5 +310,6 @@ case "$cmd" in
   report) setup; exec "$PY" src/report.py --logs "$RESULTS/logs" --out "$RESULTS" "$@" ;;
   all) setup; all ;;
   cpu_real) setup; cpu_real ;;
+  bench) setup; bench ;;
   *) setup; target "$cmd" ;;
 esac

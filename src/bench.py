@@ -21,6 +21,11 @@ eval   decoding.predict_places on a dev file. plain: batched=False (the course's
        stop). A randomly initialised model never emits ⁇, so the fast decoder cannot stop early:
        measure with --params (a trained model; sizes and vocabulary from the file) as well.
 
+--pairs measures the fast and the plain path in turn, --repeat times each (fast first), and ends
+with a summary object (`summary: true`): both paths' figures, each pair's ratio, the ratio of the
+means. Alternating pairs in one run is how the README's speed table is measured: a shared machine's
+speed drifts, so ratios of runs made minutes apart mislead.
+
 Without --corpus and --dev, both are the synthetic ones (data/make_synthetic_corpus.py), made
 in a temporary folder large enough to hold --questions dev questions.
 """
@@ -29,6 +34,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import resource
 import sys
 import tempfile
@@ -73,9 +79,14 @@ def parse_args(argv=None):
     precision.add_argument("--fp32", action="store_true", help="train: float32 where bf16 autocast is the default")
     precision.add_argument("--bf16", action="store_true", help="train: bf16 autocast anywhere (emulated without AMX)")
     p.add_argument("--repeat", type=int, default=1, help="measurements in a row (one JSON line each)")
+    p.add_argument("--pairs", action="store_true",
+                   help="fast and plain in turn, --repeat pairs, then a summary line with their ratios")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.pairs and args.plain:
+        p.error("--pairs measures both paths: leave out --plain")
+    return args
 
 
 def synchronize(device):
@@ -86,10 +97,34 @@ def synchronize(device):
 def context(args, device, fast):
     """Keys every measurement carries."""
     info = {"what": args.what, "variant": args.variant, "device": device.type, "path": "fast" if fast else "plain",
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "cpu": cpu_model()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def cpu_model():
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def summary(figure, results):
+    """The pairs' figures side by side (results alternate fast, plain) and how much faster fast is."""
+    fast = [r[figure] for r in results[0::2]]
+    plain = [r[figure] for r in results[1::2]]
+    return {**{k: results[0][k] for k in ("what", "variant", "device", "cpu", "torch", "threads")},
+            **({"gpu": results[0]["gpu"]} if "gpu" in results[0] else {}),
+            "summary": True, "figure": figure, "fast": fast, "plain": plain,
+            "pair_ratios": [f / p for f, p in zip(fast, plain)],
+            "ratio_of_means": (sum(fast) / len(fast)) / (sum(plain) / len(plain))}
 
 
 def peak_memory(device):
@@ -240,28 +275,40 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    # as run.py decides it
-    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16, compile=args.compile)
-    fast = not args.plain
+    paths = [True, False] if args.pairs else [not args.plain]  # fast?
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
         synthetic = None
         if args.corpus is None or (args.what == "eval" and args.dev is None):
             synthetic = synthetic_files(args, folder)
         corpus = read_text(args.corpus, "corpus") if args.corpus else read_text(synthetic["wiki"], "corpus")
         dev_path = args.dev or (synthetic["dev"] if synthetic else None)
+        results = []
         for _ in range(args.repeat):
-            set_seed(args.seed)
-            if args.what == "train":
-                figures = bench_train(args, setup, corpus)
-            elif args.what == "data":
-                figures = bench_data(args, setup, corpus)
-            else:
-                figures = bench_eval(args, device, fast, corpus, dev_path)
-            result = {**context(args, device, fast), **figures, **peak_memory(device)}
-            result["corpus"] = args.corpus or "synthetic"
-            if args.what == "eval":
-                result["dev"] = args.dev or "synthetic"
-            print(json.dumps(result), flush=True)
+            for fast in paths:
+                # as run.py decides it
+                setup = speed.resolve(device, plain=not fast, fp32=args.fp32, bf16=args.bf16, compile=args.compile)
+                set_seed(args.seed)
+                if args.what == "train":
+                    figures = bench_train(args, setup, corpus)
+                elif args.what == "data":
+                    figures = bench_data(args, setup, corpus)
+                else:
+                    figures = bench_eval(args, device, fast, corpus, dev_path)
+                result = {**context(args, device, fast), **figures, **peak_memory(device)}
+                result["corpus"] = args.corpus or "synthetic"
+                if args.what == "eval":
+                    result["dev"] = args.dev or "synthetic"
+                print(json.dumps(result), flush=True)
+                results.append(result)
+        if args.pairs:
+            figure = {"train": "tokens_per_s", "data": "examples_per_s", "eval": "questions_per_s"}[args.what]
+            total = summary(figure, results)
+            print(json.dumps(total), flush=True)
+            ratios = sorted(total["pair_ratios"])
+            print(f"{args.what} {figure}, fast {', '.join(f'{x:,.1f}' for x in total['fast'])} against plain "
+                  f"{', '.join(f'{x:,.1f}' for x in total['plain'])}: {ratios[0]:.2f}-{ratios[-1]:.2f}x a pair, "
+                  f"{total['ratio_of_means']:.2f}x on the means ({total.get('gpu', total['cpu'])}, "
+                  f"{total['threads']} threads)", file=sys.stderr)
 
 
 if __name__ == "__main__":

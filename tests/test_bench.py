@@ -61,3 +61,23 @@ def test_bf16_and_fp32_are_refused_together(capsys):
     with pytest.raises(SystemExit) as exit:
         bench.parse_args(["train", "--bf16", "--fp32"])
     assert exit.value.code == 2 and "--bf16" in capsys.readouterr().err
+
+
+def test_pairs_alternate_fast_and_plain_and_end_with_their_ratios(capsys, corpus):
+    """--pairs --repeat 2: fast, plain, fast, plain, then a summary built from exactly those four lines."""
+    *pairs, total = measure(capsys, "train", False, "--corpus", corpus["wiki"], "--pairs", "--repeat", "2",
+                            "--steps", "1", "--warmup", "0", "--batch_size", "4")
+    assert [r["path"] for r in pairs] == ["fast", "plain", "fast", "plain"]
+    assert [r["fused_attention"] for r in pairs] == [True, False, True, False]
+    assert pairs[0]["data"] != pairs[1]["data"]  # the plain path's per-example loader, not the batched one
+    assert total["summary"] and total["figure"] == "tokens_per_s" and total["cpu"] == pairs[0]["cpu"] != ""
+    assert total["fast"] == [pairs[0]["tokens_per_s"], pairs[2]["tokens_per_s"]]
+    assert total["plain"] == [pairs[1]["tokens_per_s"], pairs[3]["tokens_per_s"]]
+    assert total["pair_ratios"] == pytest.approx([f / p for f, p in zip(total["fast"], total["plain"])])
+    assert total["ratio_of_means"] == pytest.approx(sum(total["fast"]) / sum(total["plain"]))
+
+
+def test_pairs_refuse_plain(capsys):
+    with pytest.raises(SystemExit) as exit:
+        bench.parse_args(["eval", "--pairs", "--plain"])
+    assert exit.value.code == 2 and "--pairs" in capsys.readouterr().err

@@ -168,3 +168,21 @@ def test_xcs_course_runs_pretrain_and_finetune_with_its_recipe(tmp_path):
     assert "--course xcs224n" in (logs / "synthesizer_pretrain.log").read_text()
     assert "--course xcs224n" in (logs / "synthesizer_finetune_with_pretrain.log").read_text()
     assert not (tmp_path / "results" / "logs" / "synthesizer_pretrain.log").exists()  # CS224N's logs untouched
+
+
+def test_bench_writes_every_speed_row_as_pairs_and_a_summary(tmp_path):
+    """./run.sh bench at tiny sizes: one JSONL file a row, fast/plain/fast/plain then the summary;
+    the trained model's row is skipped, saying why, when there is no demo model."""
+    env = {"SYNTHETIC_DIR": str(tmp_path / "synthetic"), "RESULTS_DIR": str(tmp_path / "results"),
+           "BENCH_ARGS": "--n_layer 1 --n_head 2 --n_embd 16 --block_size 64 --batch_size 4 --steps 1 --warmup 0 "
+                         "--questions 3 --device cpu --threads 1"}
+    result = run_sh("bench", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "./run.sh demo first" in result.stderr
+    rows = sorted(os.listdir(tmp_path / "results" / "bench"))
+    assert rows == ["eval_random.jsonl", "train_demo_shape.jsonl", "train_recipe.jsonl"]
+    for row in rows:
+        lines = [json.loads(line) for line in (tmp_path / "results" / "bench" / row).read_text().splitlines()]
+        assert [r.get("path") for r in lines[:4]] == ["fast", "plain", "fast", "plain"] and lines[4]["summary"]
+        assert lines[0]["n_layer"] == 1 and len(lines[4]["pair_ratios"]) == 2
+    assert result.stderr.count("x on the means") == 3
