@@ -21,8 +21,8 @@ eval   decoding.predict_places on a dev file. plain: batched=False (the course's
        stop). A randomly initialised model never emits ⁇, so the fast decoder cannot stop early:
        measure with --params (a trained model; sizes and vocabulary from the file) as well.
 
---pairs measures the fast and the plain path in turn, --repeat times each (fast first), and ends
-with a summary object (`summary: true`): both paths' figures, each pair's ratio, the ratio of the
+--pairs measures the fast and the plain path in turn, --repeat times each (fast first), each in a
+process of its own, and ends with a summary object (`summary: true`): both paths' figures, each pair's ratio, the ratio of the
 means. Alternating pairs in one run is how the README's speed table is measured: a shared machine's
 speed drifts, so ratios of runs made minutes apart mislead.
 
@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -270,45 +271,68 @@ def bench_eval(args, device, fast, corpus, dev_path):
     return result
 
 
+def measure_pairs(args, argv):
+    """--pairs: fast and plain in turn, each measurement in a process of its own, so that neither path's
+    memory, allocator or caches reach the other's figures; the synthetic files are made once for all."""
+    argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--pairs"]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_") as folder:
+        made = {}
+        if args.corpus is None or (args.what == "eval" and args.dev is None):
+            synthetic = synthetic_files(args, folder)
+            made = {"corpus": synthetic["wiki"]} if args.corpus is None else {}
+            if args.what == "eval" and args.dev is None:
+                made["dev"] = synthetic["dev"]
+        given = [item for key, path in made.items() for item in (f"--{key}", path)]
+        for _ in range(args.repeat):
+            for plain in (False, True):
+                child = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, *given, "--repeat", "1",
+                                        *(["--plain"] if plain else [])], stdout=subprocess.PIPE, text=True)
+                if child.returncode:
+                    sys.exit(child.returncode)  # its error is on stderr already
+                result = json.loads(child.stdout)
+                result.update({key: "synthetic" for key in made})
+                print(json.dumps(result), flush=True)
+                results.append(result)
+    figure = {"train": "tokens_per_s", "data": "examples_per_s", "eval": "questions_per_s"}[args.what]
+    total = summary(figure, results)
+    print(json.dumps(total), flush=True)
+    ratios = sorted(total["pair_ratios"])
+    print(f"{args.what} {figure}, fast {', '.join(f'{x:,.1f}' for x in total['fast'])} against plain "
+          f"{', '.join(f'{x:,.1f}' for x in total['plain'])}: {ratios[0]:.2f}-{ratios[-1]:.2f}x a pair, "
+          f"{total['ratio_of_means']:.2f}x on the means ({total.get('gpu', total['cpu'])}, "
+          f"{total['threads']} threads)", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.pairs:
+        return measure_pairs(args, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    paths = [True, False] if args.pairs else [not args.plain]  # fast?
+    # as run.py decides it
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16, compile=args.compile)
+    fast = not args.plain
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
         synthetic = None
         if args.corpus is None or (args.what == "eval" and args.dev is None):
             synthetic = synthetic_files(args, folder)
         corpus = read_text(args.corpus, "corpus") if args.corpus else read_text(synthetic["wiki"], "corpus")
         dev_path = args.dev or (synthetic["dev"] if synthetic else None)
-        results = []
         for _ in range(args.repeat):
-            for fast in paths:
-                # as run.py decides it
-                setup = speed.resolve(device, plain=not fast, fp32=args.fp32, bf16=args.bf16, compile=args.compile)
-                set_seed(args.seed)
-                if args.what == "train":
-                    figures = bench_train(args, setup, corpus)
-                elif args.what == "data":
-                    figures = bench_data(args, setup, corpus)
-                else:
-                    figures = bench_eval(args, device, fast, corpus, dev_path)
-                result = {**context(args, device, fast), **figures, **peak_memory(device)}
-                result["corpus"] = args.corpus or "synthetic"
-                if args.what == "eval":
-                    result["dev"] = args.dev or "synthetic"
-                print(json.dumps(result), flush=True)
-                results.append(result)
-        if args.pairs:
-            figure = {"train": "tokens_per_s", "data": "examples_per_s", "eval": "questions_per_s"}[args.what]
-            total = summary(figure, results)
-            print(json.dumps(total), flush=True)
-            ratios = sorted(total["pair_ratios"])
-            print(f"{args.what} {figure}, fast {', '.join(f'{x:,.1f}' for x in total['fast'])} against plain "
-                  f"{', '.join(f'{x:,.1f}' for x in total['plain'])}: {ratios[0]:.2f}-{ratios[-1]:.2f}x a pair, "
-                  f"{total['ratio_of_means']:.2f}x on the means ({total.get('gpu', total['cpu'])}, "
-                  f"{total['threads']} threads)", file=sys.stderr)
+            set_seed(args.seed)
+            if args.what == "train":
+                figures = bench_train(args, setup, corpus)
+            elif args.what == "data":
+                figures = bench_data(args, setup, corpus)
+            else:
+                figures = bench_eval(args, device, fast, corpus, dev_path)
+            result = {**context(args, device, fast), **figures, **peak_memory(device)}
+            result["corpus"] = args.corpus or "synthetic"
+            if args.what == "eval":
+                result["dev"] = args.dev or "synthetic"
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

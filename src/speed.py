@@ -71,13 +71,14 @@ def on(flag):
 
 def resolve(device, plain=False, fp32=False, bf16=False, compile=False, num_workers=None):
     """The Speed of a device: everything fast unless plain; bf16 autocast where the hardware has
-    bf16 matrix units (or bf16: anywhere), unless fp32. Sets torch's TF32 switches to match on CUDA."""
+    bf16 matrix units (or bf16: anywhere), unless fp32. Sets torch's TF32 switches as a side effect on CUDA."""
     cuda = device.type == "cuda"
     fast = not plain
     autocast = fast and not fp32 and (bf16 or (torch.cuda.is_bf16_supported() if cuda else
                                                device.type == "cpu" and cpu_has_bf16_matmul()))
-    if cuda:  # set either way: bench.py --pairs resolves the fast and the plain path in one process
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = fast
+    if cuda and fast:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return Speed(device=device, fused_attention=fast, amp_dtype=torch.bfloat16 if autocast else None,
                  tf32=cuda and fast, fused_adamw=fast, batched_decoding=fast, batched_corruption=fast,
                  compile=compile, num_workers=num_workers if num_workers is not None else (4 if cuda else 0))
