@@ -184,7 +184,8 @@ class SynthesizerAttention(CausalAttention):
     def __init__(self, config):
         super().__init__(config, query_key=False)
         self.w1 = nn.Linear(config.n_embd, config.n_embd)  # A and b1, all heads at once
-        self.w2 = nn.Parameter(torch.zeros(config.n_embd // config.n_head, config.block_size - 1))  # B
+        # B, N(0, 0.02) as every weight (GPT._init_weights): at zero, A would get no gradient at first
+        self.w2 = nn.Parameter(torch.empty(config.n_embd // config.n_head, config.block_size - 1).normal_(0.0, 0.02))
         self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
         self.max_len = config.block_size - 1
 

@@ -232,7 +232,11 @@ def test_initialisation(variant):
                 assert torch.all(m.bias == 0), name
         elif isinstance(m, nn.LayerNorm):
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0), name
-    assert seen >= 4 * 3 + 2  # every block's big matrices, the token embedding and the head
+        elif isinstance(m, SynthesizerAttention):  # B (w2) is a weight, b2 a bias
+            assert abs(m.w2.std().item() - 0.02) < 0.001 and abs(m.w2.mean().item()) < 0.001, name
+            assert torch.all(m.b2 == 0), name
+            seen += 1
+    assert seen >= 4 * 3 + 2 + (4 if variant == "synthesizer" else 0)  # every block's big matrices, the token embedding and the head
 
 
 def test_block_is_pre_layernorm():
