@@ -34,10 +34,11 @@ class TrainerConfig:
     lr_decay: bool = False
     warmup_tokens: float = 375e6
     final_tokens: float = 260e9
-    clamp_progress: bool = True  # past final_tokens the lr stays at its floor; XCS224N's trainer lets it rise again
-    ckpt_path: Optional[str] = None  # the course's option: the model's state dict, written after every epoch
+    ckpt_path: Optional[str] = None  # the model's state dict after every epoch (with a test_dataset: its best)
     num_workers: int = 0  # data loader workers
     writer: Any = None  # TensorBoard SummaryWriter or None
+    # the course's fields above, in its order; the project's below
+    clamp_progress: bool = True  # past final_tokens the lr stays at its floor; XCS224N's trainer lets it rise again
     # full training state (checkpoint.py) for --resume: written every save_every epochs and every
     # save_every_minutes of training (0: never), and on Ctrl-C or SIGTERM; read when resume is set
     resume_path: Optional[str] = None
@@ -94,18 +95,18 @@ def data_loader(dataset, config, device):
 
 
 class Trainer:
-    """Trainer(model, train_dataset, test_dataset, config).train(). test_dataset is the course's
-    argument; this project evaluates with run.py evaluate instead, so it must be None."""
+    """Trainer(model, train_dataset, test_dataset, config).train(). The course's runs pass test_dataset=None
+    (run.py evaluate scores a model); given one, as in minGPT, its mean loss is measured after every epoch,
+    and ckpt_path is written only when that loss is the best so far."""
 
     def __init__(self, model, train_dataset, test_dataset, config):
-        if test_dataset is not None:
-            raise ValueError("Trainer does not evaluate a test_dataset; pass None (run.py evaluate scores a model)")
-        self.model, self.train_dataset, self.config = model, train_dataset, config
+        self.model, self.train_dataset, self.test_dataset, self.config = model, train_dataset, test_dataset, config
         self.device = torch.device(config.device) if config.device else next(model.parameters()).device
         self.model.to(self.device)
         # where training stands: tokens seen (for the schedule), optimizer steps, epoch and batches done in it
         self.tokens = self.step = self.epoch = self.iteration = 0
         self.loss = None  # the last loss read out
+        self.test_losses = []  # test_dataset's mean loss after each epoch (of this run, not before a resume)
         self.optimizer = self.train_loader = self.train_model = self.epoch_start = None  # made by prepare()
         self.saved_at = None  # time.monotonic() of the last resumable checkpoint, for save_every_minutes
 
@@ -146,7 +147,8 @@ class Trainer:
                         self.save_checkpoint()
                     interrupt.check()
                 self.epoch, self.iteration = self.epoch + 1, 0
-                if cfg.ckpt_path is not None and distributed.is_main():
+                best = self.test_dataset is None or self.test_epoch(bar) <= min(self.test_losses)
+                if cfg.ckpt_path is not None and distributed.is_main() and best:
                     checkpoint.save_state_dict(checkpoint.raw(self.model).state_dict(), cfg.ckpt_path)
                 if cfg.save_every and self.epoch % cfg.save_every == 0:
                     self.save_checkpoint()
@@ -197,6 +199,24 @@ class Trainer:
                   flush=True)
             self.train_model = self.eager
             return self.forward_backward(x, y)
+
+    @torch.no_grad()
+    def test_epoch(self, bar=None):
+        """test_dataset's mean loss (over batches, as minGPT), in eval mode; logged as test/loss."""
+        cfg, model = self.config, checkpoint.raw(self.model)
+        model.eval()
+        losses = []
+        for x, y in DataLoader(self.test_dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+            with torch.autocast(self.device.type, dtype=cfg.amp_dtype or torch.float32,
+                                enabled=cfg.amp_dtype is not None):
+                losses.append(model(x.to(self.device), y.to(self.device))[1].item())
+        model.train()
+        self.test_losses.append(sum(losses) / len(losses))
+        if bar is not None:
+            bar.write(f"epoch {self.epoch}: test loss {self.test_losses[-1]:.5f}")
+        if cfg.writer is not None:
+            cfg.writer.add_scalar("test/loss", self.test_losses[-1], self.step)
+        return self.test_losses[-1]
 
     def save_checkpoint(self):
         """The resumable training state (rank 0 writes it); restarts the save_every_minutes clock."""

@@ -232,10 +232,49 @@ def test_writer_receives_loss_and_lr_and_tokens_count_targets():
         assert v == pytest.approx(learning_rate_at(cfg, s * 4 * 15))
 
 
-def test_a_test_dataset_is_refused_not_ignored():
-    """The course's signature has test_dataset; its runs pass None, and scoring is run.py evaluate's."""
-    with pytest.raises(ValueError, match="test_dataset"):
-        Trainer(tiny_gpt(), PatternDataset(n=4), PatternDataset(n=4), TrainerConfig())
+def test_a_test_dataset_is_scored_every_epoch_and_keeps_the_best_params(tmp_path, monkeypatch):
+    """minGPT's behaviour: the test set's mean loss after every epoch (test/loss), computed in eval mode
+    without gradients, and ckpt_path written only when that loss is the lowest so far."""
+    ckpt, writer = tmp_path / "model.params", FakeWriter()
+    cfg = TrainerConfig(max_epochs=3, batch_size=4, learning_rate=1e-3, ckpt_path=str(ckpt), writer=writer)
+    trainer = Trainer(tiny_gpt(), PatternDataset(n=8), PatternDataset(n=6), cfg)
+    scripted = iter([2.0, 3.0, 1.0])  # epoch 2 is worse than epoch 1: its params must not be written
+    saved = []
+    real_test_epoch = trainer.test_epoch
+
+    def test_epoch(bar=None):
+        measured = real_test_epoch(bar)
+        assert math.isfinite(measured) and measured > 0
+        trainer.test_losses[-1] = next(scripted)
+        return trainer.test_losses[-1]
+    monkeypatch.setattr(trainer, "test_epoch", test_epoch)
+    monkeypatch.setattr(checkpoint, "save_state_dict", lambda sd, path: saved.append(trainer.epoch))
+    trainer.train()
+    assert trainer.test_losses == [2.0, 3.0, 1.0] and saved == [1, 3]
+    assert trainer.model.training  # back to training mode after each test pass
+    assert [step for tag, _, step in writer.calls if tag == "test/loss"] == [2, 4, 6]  # 2 steps an epoch
+
+
+def test_the_test_loss_is_the_models_mean_loss_over_the_test_batches():
+    model, data = tiny_gpt(), PatternDataset(n=6)
+    trainer = Trainer(model, PatternDataset(n=8), data, TrainerConfig(batch_size=4))
+    model.eval()
+    with torch.no_grad():
+        expected = [model(*(torch.stack(t) for t in zip(*[data[i] for i in rows])))[1].item()
+                    for rows in ([0, 1, 2, 3], [4, 5])]
+    model.train()
+    modes = []
+    model.register_forward_pre_hook(lambda module, args: modes.append((module.training, torch.is_grad_enabled())))
+    assert trainer.test_epoch() == pytest.approx(sum(expected) / 2)
+    assert modes == [(False, False)] * 2 and model.training  # eval mode, no gradients; training mode after
+
+
+def test_trainer_config_takes_the_course_fields_in_the_course_order():
+    """SPEC §6's order, so a positional call means what it means in the course's code."""
+    cfg = TrainerConfig(3, 8, 1e-3, (0.8, 0.9), 0.5, 0.01, True, 100, 1000, "m.params", 2, "w")
+    assert (cfg.max_epochs, cfg.batch_size, cfg.learning_rate, cfg.betas, cfg.grad_norm_clip, cfg.weight_decay,
+            cfg.lr_decay, cfg.warmup_tokens, cfg.final_tokens, cfg.ckpt_path, cfg.num_workers, cfg.writer) == \
+        (3, 8, 1e-3, (0.8, 0.9), 0.5, 0.01, True, 100, 1000, "m.params", 2, "w")
 
 
 def test_trainer_config_refuses_unknown_options():
