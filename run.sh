@@ -264,7 +264,7 @@ cpu_real() {
 
 # ---------------------------------------------------------------- bench: the README's speed table
 # fast and plain in turn, two pairs each (bench.py --pairs); one JSON line per measurement, the
-# summary last, in $RESULTS/bench/NAME.jsonl. Run it alone on the machine: about 15 min on 2 CPU cores.
+# summary last, in $RESULTS/bench/NAME.jsonl. Run it alone on the machine (minutes on a CPU).
 bench() {
   local D="${SYNTHETIC_DIR:-data/synthetic}/people200-bios3-seed0" trained="$RESULTS/demo-vanilla/finetune.params"
   mkdir -p "$RESULTS/bench"
