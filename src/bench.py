@@ -254,8 +254,9 @@ def bench_eval(args, device, fast, corpus, dev_path):
                        progress=False)
     synchronize(device)
     started = time.perf_counter()
+    # a progress bar on a terminal only (the plain decoder takes minutes); it redraws at most once a second
     answers = predict_places(model, questions, stoi, itos, device, batched=fast, batch_size=batch_size,
-                             progress=False)
+                             progress=sys.stderr.isatty())
     synchronize(device)
     seconds = time.perf_counter() - started
     result = {"questions_per_s": len(questions) / seconds, "questions": len(questions), "seconds": seconds,
