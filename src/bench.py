@@ -22,9 +22,9 @@ eval   decoding.predict_places on a dev file. plain: batched=False (the course's
        measure with --params (a trained model; sizes and vocabulary from the file) as well.
 
 --pairs measures the fast and the plain path in turn, --repeat times each (fast first), each in a
-process of its own, and ends with a summary object (`summary: true`): both paths' figures, each pair's ratio, the ratio of the
-means. Alternating pairs in one run is how the README's speed table is measured: a shared machine's
-speed drifts, so ratios of runs made minutes apart mislead.
+process of its own, and ends with a summary object (`summary: true`): both paths' figures, each
+pair's ratio, the ratio of the means. Alternating pairs in one run is how the README's speed table
+is measured: a shared machine's speed drifts, so ratios of runs made minutes apart mislead.
 
 Without --corpus and --dev, both are the synthetic ones (data/make_synthetic_corpus.py), made
 in a temporary folder large enough to hold --questions dev questions.

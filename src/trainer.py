@@ -100,6 +100,8 @@ class Trainer:
     and ckpt_path is written only when that loss is the best so far."""
 
     def __init__(self, model, train_dataset, test_dataset, config):
+        if test_dataset is not None and len(test_dataset) == 0:
+            raise UserError("the test_dataset is empty: pass None to train without one")
         self.model, self.train_dataset, self.test_dataset, self.config = model, train_dataset, test_dataset, config
         self.device = torch.device(config.device) if config.device else next(model.parameters()).device
         self.model.to(self.device)

@@ -255,6 +255,11 @@ def test_a_test_dataset_is_scored_every_epoch_and_keeps_the_best_params(tmp_path
     assert [step for tag, _, step in writer.calls if tag == "test/loss"] == [2, 4, 6]  # 2 steps an epoch
 
 
+def test_an_empty_test_dataset_is_refused():
+    with pytest.raises(UserError, match="test_dataset is empty"):
+        Trainer(tiny_gpt(), PatternDataset(n=8), PatternDataset(n=0), TrainerConfig())
+
+
 def test_the_test_loss_is_the_models_mean_loss_over_the_test_batches():
     model, data = tiny_gpt(), PatternDataset(n=6)
     trainer = Trainer(model, PatternDataset(n=8), data, TrainerConfig(batch_size=4))
