@@ -187,9 +187,8 @@ class Trainer:
         """The batch's loss, with its gradients in .grad. A compiled model compiles on its first
         calls (and on a new batch shape); if that fails (no C++ compiler, an unsupported op),
         training goes on with the eager model, from this same batch."""
-        dtype = self.config.amp_dtype
         try:
-            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with self.autocast():
                 _, loss = self.train_model(x, y)
             self.train_model.zero_grad(set_to_none=True)
             loss.backward()
@@ -202,6 +201,11 @@ class Trainer:
             self.train_model = self.eager
             return self.forward_backward(x, y)
 
+    def autocast(self):
+        """Where the model runs: under torch.autocast to config.amp_dtype, or as it is (None)."""
+        dtype = self.config.amp_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
     @torch.no_grad()
     def test_epoch(self, bar=None):
         """test_dataset's mean loss (over batches, as minGPT), in eval mode; logged as test/loss."""
@@ -209,8 +213,7 @@ class Trainer:
         model.eval()
         losses = []
         for x, y in DataLoader(self.test_dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
-            with torch.autocast(self.device.type, dtype=cfg.amp_dtype or torch.float32,
-                                enabled=cfg.amp_dtype is not None):
+            with self.autocast():
                 losses.append(model(x.to(self.device), y.to(self.device))[1].item())
         model.train()
         self.test_losses.append(sum(losses) / len(losses))
