@@ -148,6 +148,12 @@ def synthetic_files(args, folder):
     return module.make_corpus(folder, n_people=people, seed=args.seed)
 
 
+def left_to_synthetic(args):
+    """The inputs the options leave to the synthetic files: "corpus" without --corpus, "dev" for eval without --dev."""
+    return [key for key, missing in (("corpus", args.corpus is None), ("dev", args.what == "eval" and args.dev is None))
+            if missing]
+
+
 def batches_forever(loader, dataset, batch_size):
     """The loader's batches, epoch after epoch; a UserError if the corpus does not fill one batch."""
     if len(dataset) < batch_size:
@@ -278,12 +284,9 @@ def measure_pairs(args, argv):
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--pairs"]
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
-        made = {}
-        if args.corpus is None or (args.what == "eval" and args.dev is None):
-            synthetic = synthetic_files(args, folder)
-            made = {"corpus": synthetic["wiki"]} if args.corpus is None else {}
-            if args.what == "eval" and args.dev is None:
-                made["dev"] = synthetic["dev"]
+        left = left_to_synthetic(args)
+        synthetic = synthetic_files(args, folder) if left else {}
+        made = {key: synthetic["wiki" if key == "corpus" else "dev"] for key in left}
         given = [item for key, path in made.items() for item in (f"--{key}", path)]
         for _ in range(args.repeat):
             for plain in (False, True):
@@ -316,9 +319,7 @@ def main(argv=None):
     setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16, compile=args.compile)
     fast = not args.plain
     with tempfile.TemporaryDirectory(prefix="bench_") as folder:
-        synthetic = None
-        if args.corpus is None or (args.what == "eval" and args.dev is None):
-            synthetic = synthetic_files(args, folder)
+        synthetic = synthetic_files(args, folder) if left_to_synthetic(args) else None
         corpus = read_text(args.corpus, "corpus") if args.corpus else read_text(synthetic["wiki"], "corpus")
         dev_path = args.dev or (synthetic["dev"] if synthetic else None)
         for _ in range(args.repeat):
