@@ -129,8 +129,11 @@ def summary(figure, results):
 
 
 def peak_memory(device):
-    """The process's peak resident memory so far (CPU), and the peak of CUDA allocations (GPU), in MiB."""
-    memory = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    """The process's peak resident memory so far (CPU), and the peak of CUDA allocations (GPU), in MiB; with the
+    process's minor page faults and system CPU seconds so far (what speed.keep_freed_memory saves)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    memory = {"peak_rss_mib": usage.ru_maxrss / 1024,  # Linux: KiB
+              "minor_page_faults": usage.ru_minflt, "system_cpu_s": round(usage.ru_stime, 3)}
     if device.type == "cuda":
         memory["peak_cuda_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
     return memory
@@ -330,7 +333,8 @@ def main(argv=None):
                 figures = bench_data(args, setup, corpus)
             else:
                 figures = bench_eval(args, device, fast, corpus, dev_path)
-            result = {**context(args, device, fast), **figures, **peak_memory(device)}
+            result = {**context(args, device, fast), **figures, "kept_freed_memory": setup.kept_freed_memory,
+                      **peak_memory(device)}
             result["corpus"] = args.corpus or "synthetic"
             if args.what == "eval":
                 result["dev"] = args.dev or "synthetic"

@@ -1,5 +1,12 @@
 """speed.py: which fast paths a device gets. The CPU's bf16 detection is forced both ways, so
 both branches are tested on any machine; the start-up line says what was chosen."""
+import ctypes
+import json
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -7,6 +14,7 @@ import run
 import speed
 
 CPU = torch.device("cpu")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(params=[True, False], ids=["amx", "no_amx"])
@@ -35,7 +43,7 @@ def test_bf16_trains_under_bf16_autocast_with_or_without_bf16_matrix_units(amx):
 def test_plain_turns_every_feature_off(amx):
     plain = speed.resolve(CPU, plain=True)
     assert not any((plain.fused_attention, plain.batched_decoding, plain.batched_corruption, plain.tf32,
-                    plain.fused_adamw, plain.compile))
+                    plain.fused_adamw, plain.compile, plain.kept_freed_memory))
     assert "fused attention: off" in plain.describe() and "batched KV-cache decoding: off" in plain.describe()
 
 
@@ -65,3 +73,55 @@ def test_run_py_refuses_bf16_beside_fp32_or_plain(flags, capsys):
     with pytest.raises(SystemExit) as exit:
         run.parse_args(["pretrain", "vanilla", "wiki.txt", *flags])
     assert exit.value.code == 2 and "--bf16" in capsys.readouterr().err
+
+
+# speed.keep_freed_memory: checked in a fresh process each, as the malloc settings are process-wide
+MALLOC_PROBE = """
+import ctypes, json, resource, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+import speed
+
+class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t counters
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = MallInfo2
+setup = speed.resolve(torch.device("cpu"), plain=sys.argv[2] == "plain")
+for _ in range(2):  # the first 64 MiB are faulted in either way; the second time shows the difference
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.ones(1 << 24)
+    mapped = mallinfo2().hblkhd  # bytes in blocks that malloc mapped on their own
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    del block
+print(json.dumps({"kept": setup.kept_freed_memory, "mapped": mapped, "faults": faults,
+                  "line": setup.describe()}))
+"""
+
+
+def glibc_has_mallinfo2():
+    try:
+        ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or not glibc_has_mallinfo2(), reason="glibc's malloc only")
+@pytest.mark.parametrize("path", ["fast", "plain"])
+def test_the_fast_cpu_path_reuses_freed_memory_instead_of_mapping_and_faulting_it_in_again(path):
+    proc = subprocess.run([sys.executable, "-c", MALLOC_PROBE, os.path.join(ROOT, "src"), path],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    probe = json.loads(proc.stdout)
+    if path == "fast":  # the second 64 MiB come from the heap the first left behind: no mapping, no faults
+        assert probe["kept"] and "freed memory kept: on" in probe["line"]
+        assert probe["mapped"] < 1 << 24 and probe["faults"] < 1000
+    else:  # glibc's default: a block this big is mapped for itself, and unmapped when freed
+        assert not probe["kept"] and "freed memory kept: off" in probe["line"]
+        assert probe["mapped"] >= 1 << 26
+
+
+def test_keep_freed_memory_reports_failure_instead_of_raising(monkeypatch):
+    monkeypatch.setattr(speed.platform, "system", lambda: "Darwin")
+    assert speed.keep_freed_memory() is False
