@@ -2,12 +2,11 @@
 The speed features, decided once for a device: run.py and bench.py both take them from here.
 
 Every feature has a plain fallback (`--plain` turns them all off) and a parity test: fused attention
-(scaled_dot_product_attention), fused AdamW (one kernel for all tensors: 4-6% of a demo-shape CPU step), cheaper
-dropout masks on the CPU (dropout.py), batched
+(scaled_dot_product_attention), fused AdamW (one kernel for all tensors: 4-6% of a demo-shape CPU step), batched
 KV-cache decoding, batched span corruption on the device, freed memory kept for reuse on the CPU (glibc), and
-training under bf16 autocast where the hardware
-has bf16 matrix units: CUDA GPUs that support bf16, and CPUs with Intel AMX (Sapphire Rapids and later), on which
-oneDNN multiplies bf16 matrices about 3 times faster than fp32 (756 against 223 GFLOP/s on a 2-core Xeon).
+training under bf16 autocast where the hardware has bf16 matrix units: CUDA GPUs that support bf16, and CPUs with
+Intel AMX (Sapphire Rapids and later), on which oneDNN multiplies bf16 matrices about 3 times faster than fp32
+(756 against 223 GFLOP/s on a 2-core Xeon).
 Elsewhere, e.g. AMD EPYC, bf16 is emulated and about 10 times slower (--bf16 forces it), so training stays fp32.
 Weights, optimizer state and the loss stay fp32 either way.
 """
@@ -58,7 +57,6 @@ class Speed:
     amp_dtype: torch.dtype = None  # train under torch.autocast to this dtype; None: fp32
     tf32: bool = False  # CUDA matmuls in TF32
     fused_adamw: bool = False
-    fast_dropout: bool = False  # GPTConfig.fast_dropout: CPU dropout masks from dropout.keep_mask
     batched_decoding: bool = True
     batched_corruption: bool = True  # pretraining batches built with tensor ops on the device
     kept_freed_memory: bool = False  # keep_freed_memory() took effect (CPU)
@@ -74,8 +72,7 @@ class Speed:
     def describe(self):
         """The start-up line that says what runs how."""
         return (f"device: {self.device_name()} | dtype: {self.dtype_name()} | "
-                f"fused attention: {on(self.fused_attention)} | fast dropout: {on(self.fast_dropout)} | "
-                f"TF32: {on(self.tf32)} | "
+                f"fused attention: {on(self.fused_attention)} | TF32: {on(self.tf32)} | "
                 f"batched KV-cache decoding: {on(self.batched_decoding)} | "
                 f"batched span corruption: {on(self.batched_corruption)} | "
                 f"freed memory kept: {on(self.kept_freed_memory)} | torch.compile: {on(self.compile)}")
@@ -113,7 +110,6 @@ def resolve(device, plain=False, fp32=False, bf16=False, compile=False, num_work
         torch.backends.cudnn.allow_tf32 = True
     kept = fast and device.type == "cpu" and keep_freed_memory()
     return Speed(device=device, fused_attention=fast, amp_dtype=torch.bfloat16 if autocast else None,
-                 tf32=cuda and fast, fused_adamw=fast, fast_dropout=fast and device.type == "cpu",
-                 batched_decoding=fast, batched_corruption=fast,
+                 tf32=cuda and fast, fused_adamw=fast, batched_decoding=fast, batched_corruption=fast,
                  kept_freed_memory=kept,
                  compile=compile, num_workers=num_workers if num_workers is not None else (4 if cuda else 0))

@@ -114,10 +114,10 @@ def test_the_fast_cpu_path_keeps_freed_memory_in_the_heap_instead_of_unmapping_i
     probe = json.loads(proc.stdout)
     if path == "fast":  # the 64 MiB come from the heap, and stay there when freed, for the next allocation
         assert probe["kept"] and "freed memory kept: on" in probe["line"]
-        assert probe["mapped"] < 1 << 26 <= probe["heap_growth"]
+        assert probe["mapped"] < 1 << 25 <= probe["heap_growth"]  # half the block at least
     else:  # glibc's default: a block this big is mapped for itself, and unmapped when freed
         assert not probe["kept"] and "freed memory kept: off" in probe["line"]
-        assert probe["mapped"] >= 1 << 26 > probe["heap_growth"]
+        assert probe["mapped"] >= 1 << 26 and probe["heap_growth"] < 1 << 25
 
 
 def test_keep_freed_memory_reports_failure_instead_of_raising(monkeypatch):
