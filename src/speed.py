@@ -11,7 +11,6 @@ Elsewhere, e.g. AMD EPYC, bf16 is emulated and about 10 times slower (--bf16 for
 Weights, optimizer state and the loss stay fp32 either way.
 """
 import ctypes
-import ctypes.util
 import platform
 from dataclasses import dataclass
 
@@ -44,7 +43,7 @@ def keep_freed_memory():
     if platform.system() != "Linux":
         return False
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on: no search, no subprocess
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
