@@ -23,15 +23,28 @@
 # e.g. RUN_ARGS="--n_layer 2 --n_embd 64 --pretrain_epochs 5" ./run.sh --synthetic all
 # Environment: DATA_DIR (where to look for real data), SYNTHETIC_DIR (default data/synthetic), RESULTS_DIR
 # (default results: logs/, synthetic/ and demo-*/ go there); relative paths are from the repo root.
+# PYTHON: an interpreter to run as it is instead of .venv (a conda env, a cluster's module, a machine
+# without network): nothing is installed, and a missing package is named, e.g. PYTHON=python ./run.sh all
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
-PY="$ROOT/.venv/bin/python"
+PY=${PYTHON:-"$ROOT/.venv/bin/python"}
+RUN_MODULES="torch tqdm numpy tensorboard"  # what the runs import (matplotlib only adds plots)
+TEST_MODULES="$RUN_MODULES matplotlib pytest hypothesis"
 VARIANTS="vanilla rope perceiver synthesizer"
 RESULTS=${RESULTS_DIR:-results}
 COURSE=cs224n
 
-setup() {
+setup() {  # [MODULES]: what the target imports, checked in $PYTHON (default RUN_MODULES)
+  if [ -n "${PYTHON:-}" ]; then
+    local missing
+    # shellcheck disable=SC2086  # the module names, one word each
+    missing=$("$PY" -c 'import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if not u.find_spec(m)])' \
+      ${1:-$RUN_MODULES}) || { echo "error: PYTHON=$PYTHON does not run" >&2; exit 2; }
+    [ -z "$missing" ] && return 0
+    echo "error: PYTHON=$PYTHON lacks $missing: install requirements.txt into it, or unset PYTHON to use .venv" >&2
+    exit 2
+  fi
   if [ -x "$PY" ] && "$PY" -c "import torch, tqdm, numpy, tensorboard, pytest, hypothesis, matplotlib" 2>/dev/null; then
     return 0
   fi
@@ -304,9 +317,9 @@ cmd=${1:-help}
 case "$cmd" in
   help|-h) help ;;
   setup) setup ;;
-  test) setup; exec "$PY" -m pytest -q tests "$@" ;;
+  test) setup "$TEST_MODULES"; exec "$PY" -m pytest -q tests "$@" ;;
   demo) setup; demo "$@" ;;
-  demo-augmentation) setup; demo_augmentation "$@" ;;
+  demo-augmentation) setup "$RUN_MODULES matplotlib"; demo_augmentation "$@" ;;
   report) setup; exec "$PY" src/report.py --logs "$RESULTS/logs" --out "$RESULTS" "$@" ;;
   all) setup; all ;;
   cpu_real) setup; cpu_real ;;

@@ -7,6 +7,7 @@ Everything runs in tmp_path (SYNTHETIC_DIR, RESULTS_DIR, DATA_DIR) with a tiny m
 import json
 import os
 import subprocess
+import sys
 
 from make_synthetic_corpus import make_corpus
 
@@ -65,6 +66,34 @@ def test_unknown_target_is_an_error(tmp_path):
     result = run_sh("--synthetic", "no_such_target", env=tiny_env(tmp_path))
     assert result.returncode == 2
     assert "unknown target" in result.stderr
+
+
+def interpreter(tmp_path, *flags):
+    """A PYTHON for run.sh: this test's interpreter (with flags), logging each call to tmp_path/calls."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path / "calls"}"\nexec "{sys.executable}" {" ".join(flags)} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_python_runs_targets_with_that_interpreter(tmp_path):
+    env = dict(tiny_env(tmp_path), PYTHON=interpreter(tmp_path))
+    result = run_sh("--synthetic", "london_baseline", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "setting up .venv" not in result.stdout + result.stderr
+    assert "src/london_baseline.py" in (tmp_path / "calls").read_text()  # the run went through PYTHON
+    assert (tmp_path / "results" / "synthetic" / "london_baseline_accuracy.txt").is_file()
+
+
+def test_python_without_the_packages_names_them_and_installs_nothing(tmp_path):
+    env = dict(tiny_env(tmp_path), PYTHON=interpreter(tmp_path, "-S"))  # -S: no site-packages, so no torch
+    result = run_sh("--synthetic", "london_baseline", env=env)
+    assert result.returncode == 2
+    assert "lacks torch tqdm numpy tensorboard" in result.stderr
+    assert "setting up .venv" not in result.stdout
+    assert not (tmp_path / "results" / "logs").exists()  # nothing ran
+    result = run_sh("test", env=env)
+    assert result.returncode == 2 and "matplotlib pytest hypothesis" in result.stderr
 
 
 def test_synthetic_all_completes_and_is_idempotent(tmp_path):
