@@ -22,7 +22,8 @@
 # data/synthetic/ instead (generated if missing). Extra options for src/run.py go in RUN_ARGS,
 # e.g. RUN_ARGS="--n_layer 2 --n_embd 64 --pretrain_epochs 5" ./run.sh --synthetic all
 # Environment: DATA_DIR (where to look for real data), SYNTHETIC_DIR (default data/synthetic), RESULTS_DIR
-# (default results: logs/, synthetic/ and demo-*/ go there); relative paths are from the repo root.
+# (default results: logs/, synthetic/ and demo-*/ go there), OUT_DIR (where the runs' params and predictions go;
+# default: the repo root, as in the handouts); relative paths are from the repo root.
 # PYTHON: an interpreter to run as it is instead of .venv (a conda env, a cluster's module, a machine
 # without network): nothing is installed, and a missing package is named, e.g. PYTHON=python ./run.sh all
 set -euo pipefail

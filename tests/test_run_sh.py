@@ -85,6 +85,13 @@ def test_python_runs_targets_with_that_interpreter(tmp_path):
     assert (tmp_path / "results" / "synthetic" / "london_baseline_accuracy.txt").is_file()
 
 
+def test_out_dir_takes_the_runs_outputs(tmp_path):
+    result = run_sh("--synthetic", "london_baseline", env=dict(tiny_env(tmp_path), OUT_DIR=str(tmp_path / "runs")))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "london_baseline_accuracy.txt").is_file()
+    assert not (tmp_path / "results" / "synthetic" / "london_baseline_accuracy.txt").exists()
+
+
 def test_python_without_the_packages_names_them_and_installs_nothing(tmp_path):
     env = dict(tiny_env(tmp_path), PYTHON=interpreter(tmp_path, "-S"))  # -S: no site-packages, so no torch
     result = run_sh("--synthetic", "london_baseline", env=env)
