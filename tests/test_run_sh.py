@@ -1,6 +1,7 @@
 """
 run.sh: its help lists every run of SPEC §9, `--synthetic all` completes on a tiny corpus and
-is idempotent, and a target without real data fails with a clear error.
+is idempotent, and a target without real data fails with a clear error; PYTHON (an interpreter
+used as it is) and OUT_DIR are honoured.
 
 Everything runs in tmp_path (SYNTHETIC_DIR, RESULTS_DIR, DATA_DIR) with a tiny model.
 """
@@ -85,13 +86,6 @@ def test_python_runs_targets_with_that_interpreter(tmp_path):
     assert (tmp_path / "results" / "synthetic" / "london_baseline_accuracy.txt").is_file()
 
 
-def test_out_dir_takes_the_runs_outputs(tmp_path):
-    result = run_sh("--synthetic", "london_baseline", env=dict(tiny_env(tmp_path), OUT_DIR=str(tmp_path / "runs")))
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "runs" / "london_baseline_accuracy.txt").is_file()
-    assert not (tmp_path / "results" / "synthetic" / "london_baseline_accuracy.txt").exists()
-
-
 def test_python_without_the_packages_names_them_and_installs_nothing(tmp_path):
     env = dict(tiny_env(tmp_path), PYTHON=interpreter(tmp_path, "-S"))  # -S: no site-packages, so no torch
     result = run_sh("--synthetic", "london_baseline", env=env)
@@ -101,6 +95,13 @@ def test_python_without_the_packages_names_them_and_installs_nothing(tmp_path):
     assert not (tmp_path / "results" / "logs").exists()  # nothing ran
     result = run_sh("test", env=env)
     assert result.returncode == 2 and "matplotlib pytest hypothesis" in result.stderr
+
+
+def test_out_dir_takes_the_runs_outputs(tmp_path):
+    result = run_sh("--synthetic", "london_baseline", env=dict(tiny_env(tmp_path), OUT_DIR=str(tmp_path / "runs")))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "london_baseline_accuracy.txt").is_file()
+    assert not (tmp_path / "results" / "synthetic" / "london_baseline_accuracy.txt").exists()
 
 
 def test_synthetic_all_completes_and_is_idempotent(tmp_path):
