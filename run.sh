@@ -46,7 +46,7 @@ setup() {  # [MODULES]: what the target imports, checked in $PYTHON (default RUN
     echo "error: PYTHON=$PYTHON lacks $missing: install requirements.txt into it, or unset PYTHON to use .venv" >&2
     exit 2
   fi
-  if [ -x "$PY" ] && "$PY" -c "import torch, tqdm, numpy, tensorboard, pytest, hypothesis, matplotlib" 2>/dev/null; then
+  if [ -x "$PY" ] && "$PY" -c "import ${TEST_MODULES// /, }" 2>/dev/null; then  # .venv has all of requirements.txt
     return 0
   fi
   echo "setting up .venv from requirements.txt ..."
