@@ -21,6 +21,9 @@ class Course:
     mask_after_content: bool  # a third MASK ends the masked content: prefix ⁇ suffix ⁇ masked ⁇ □□□
     pretrain_final_epochs: "int | None"  # pretraining final_tokens = this * len(dataset) * block_size; None: max_epochs
     clamp_progress: bool  # the cosine stays at its floor past final_tokens; unclamped, the lr rises again
+    # the cohort's handout: the variants its run.sh trains, and its helper's DataLoader workers when finetuning
+    variants: tuple = ("vanilla", "rope", "perceiver", "synthesizer")
+    finetune_num_workers: int = 4
 
     @property
     def n_masks(self):
@@ -49,9 +52,13 @@ class Course:
 
 CS224N = Course("cs224n", truncation_fraction=7 / 8, mask_after_content=False, pretrain_final_epochs=None,
                 clamp_progress=True)
+# XCS224N's two cohorts share the recipe: the synthesizer year, and Fall 2025, which runs RoPE instead
 XCS224N = Course("xcs224n", truncation_fraction=3 / 4, mask_after_content=True, pretrain_final_epochs=200,
-                 clamp_progress=False)
-COURSES = {course.name: course for course in (CS224N, XCS224N)}
+                 clamp_progress=False, variants=("vanilla", "synthesizer"))
+XCS224N_2025 = Course("xcs224n-2025", truncation_fraction=3 / 4, mask_after_content=True,
+                      pretrain_final_epochs=200, clamp_progress=False, variants=("vanilla", "rope"),
+                      finetune_num_workers=0)
+COURSES = {course.name: course for course in (CS224N, XCS224N, XCS224N_2025)}
 
 
 def get_course(course):
