@@ -104,6 +104,11 @@ class CausalAttention(nn.Module):
             # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
             self.query = self.key if config.shared_qk else nn.Linear(config.n_embd, config.n_embd)
 
+    def split_heads(self, x):
+        """(B, T, C) -> (B, nh, T, hs)"""
+        B, T, C = x.size()
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+
     def mask(self, Tq, Tk, offset, visible=None):
         """(Tq, Tk) bool: key j visible to query i when j <= i + offset; (B, 1, Tq, Tk) with visible (B, >= Tk)."""
         mask = self.causal_mask[offset:offset + Tq, :Tk]
@@ -143,34 +148,47 @@ class CausalSelfAttention(CausalAttention):
         if self.rope:
             self.register_buffer("rope_cache", precompute_rotary_emb(config.n_embd // config.n_head, config.block_size))
 
-    def forward(self, x, cache=None):
-        """x (B, T, C) -> (B, T, C); cache: a KVCache of the positions before x (decoding), or None"""
-        B, T, C = x.size()
-        offset = cache.offset if cache is not None else 0  # position of x[:, 0]
-        q = self.query(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.key(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+    def forward(self, x, cache=None, packing=None):
+        """x (B, T, C) -> (B, T, C); cache: a KVCache of the positions before x (decoding), or None;
+        packing: x holds the packed tokens (N, C) of a packing.Packing, and so does the output"""
+        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, C), or (N, C) packed
+        if packing is None:
+            y = self.self_attention(q, k, v, cache)
+        else:  # the projections ran on the real tokens; attention runs on padded rows of similar lengths
+            y = packing.map_padded(self.self_attention, q, k, v)
+        return self.resid_drop(self.proj(y))
+
+    def self_attention(self, q, k, v, cache=None):
+        """Projected q, k, v (B, T, C) -> (B, T, C), the heads' outputs side by side"""
+        B, T, C = q.size()
+        offset = cache.offset if cache is not None else 0  # position of the first query
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, nh, T, hs)
         if self.rope:  # rotate by absolute position (each row's own, after right-padded prompts)
             table = self.rope_cache[offset:] if cache is None or cache.positions is None else \
-                self.rope_cache[cache.positions + torch.arange(T, device=x.device)][:, None]  # (B, 1, T, hs/2, 2)
+                self.rope_cache[cache.positions + torch.arange(T, device=q.device)][:, None]  # (B, 1, T, hs/2, 2)
             q, k = apply_rotary_emb(q, table), apply_rotary_emb(k, table)
         if cache is not None:
             k, v = cache.append(self, k, v)  # (B, nh, offset + T, hs)
         y = self.attend(q, k, v, offset, cache.visible if cache is not None else None)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): the heads side by side
-        return self.resid_drop(self.proj(y))
+        return y.transpose(1, 2).contiguous().view(B, T, C)
 
 
 class CausalCrossAttention(CausalAttention):
     """Queries from x_q attend over keys/values from x_kv; key j is hidden from query i when j > i."""
 
-    def forward(self, x_kv, x_q):
-        """x_kv (B, Tk, C), x_q (B, Tq, C) -> (B, Tq, C)"""
-        (B, Tk, C), Tq = x_kv.size(), x_q.size(1)
-        q = self.query(x_q).view(B, Tq, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, Tq, hs)
-        k = self.key(x_kv).view(B, Tk, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, Tk, hs)
-        v = self.value(x_kv).view(B, Tk, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, Tk, hs)
-        y = self.attend(q, k, v).transpose(1, 2).contiguous().view(B, Tq, C)  # (B, Tq, C)
+    def forward(self, x_kv, x_q, kv_packing=None, q_packing=None):
+        """x_kv (B, Tk, C), x_q (B, Tq, C) -> (B, Tq, C); with kv_packing (q_packing) x_kv (x_q and the
+        output) hold the packed tokens (N, C) of a packing.Packing"""
+        q, k, v = self.query(x_q), self.key(x_kv), self.value(x_kv)
+        if kv_packing is not None:
+            k, v = kv_packing.unpack(k), kv_packing.unpack(v)  # (B, Tk, C)
+        if q_packing is not None:
+            q = q_packing.unpack(q)  # (B, Tq, C)
+        B, Tq, C = q.size()
+        y = self.attend(self.split_heads(q), self.split_heads(k), self.split_heads(v))  # (B, nh, Tq, hs)
+        y = y.transpose(1, 2).contiguous().view(B, Tq, C)  # (B, Tq, C)
+        if q_packing is not None:
+            y = q_packing.repack(y)  # (N, C)
         return self.resid_drop(self.proj(y))
 
 
@@ -189,13 +207,22 @@ class SynthesizerAttention(CausalAttention):
         self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
         self.max_len = config.block_size - 1
 
-    def forward(self, x, cache=None):
-        """x (B, T, C) -> (B, T, C), T + cached <= block_size-1; cache as in CausalSelfAttention (values only)"""
-        B, T, C = x.size()
-        offset = cache.offset if cache is not None else 0  # position of x[:, 0]
+    def forward(self, x, cache=None, packing=None):
+        """x (B, T, C) -> (B, T, C), T + cached <= block_size-1; cache and packing as in CausalSelfAttention
+        (the cache holds values only)"""
+        hidden, v = self.w1(x), self.value(x)  # (B, T, C), or (N, C) packed
+        if packing is None:
+            y = self.synthesized_attention(hidden, v, cache)
+        else:  # as in CausalSelfAttention
+            y = packing.map_padded(self.synthesized_attention, hidden, v)
+        return self.resid_drop(self.proj(y))
+
+    def synthesized_attention(self, hidden, v, cache=None):
+        """X A + b1 and X V (B, T, C) -> (B, T, C), the heads' outputs side by side"""
+        B, T, C = v.size()
+        offset = cache.offset if cache is not None else 0  # position of the first query
         assert offset + T <= self.max_len, f"synthesizer inputs are at most {self.max_len} long, got {offset + T}"
-        hidden = F.relu(self.w1(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2))  # (B, nh, T, hs)
-        v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        hidden, v = F.relu(self.split_heads(hidden)), self.split_heads(v)  # (B, nh, T, hs)
         if cache is not None:
             [v] = cache.append(self, v)  # (B, nh, offset + T, hs)
         scores = hidden @ self.w2 + self.b2  # (B, nh, T, block_size-1): one column per key position, from token i
@@ -203,5 +230,4 @@ class SynthesizerAttention(CausalAttention):
             scores = scores.gather(-1, cache.key_positions[:, None, None, :offset + T].expand(B, self.n_head, T, -1))
         scores = scores[..., :offset + T]  # (B, nh, T, offset + T)
         y = self.weighted_sum(scores, v, offset, cache.visible if cache is not None else None)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.resid_drop(self.proj(y))
+        return y.transpose(1, 2).contiguous().view(B, T, C)

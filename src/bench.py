@@ -13,8 +13,10 @@ train  optimizer steps of the full recipe shape by default (batch 128, block 128
        AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
        fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
        device, fused AdamW, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not; --bf16:
-       on any), TF32 on CUDA. plain: plain attention, fp32, per-example CharCorruptionDataset
-       through the trainer's DataLoader.
+       on any), TF32 on CUDA, only the real tokens computed (packing.py). plain: plain attention,
+       fp32, per-example CharCorruptionDataset through the trainer's DataLoader, every position
+       computed. tokens_per_s counts every position of a batch, as the course's schedule does;
+       real_tokens_per_s only the real ones (each row up to its last target that is not PAD).
 data   the span-corruption pipeline alone, batches delivered on the device, as train gets them.
 eval   decoding.predict_places on a dev file. plain: batched=False (the course's decoder, one
        question at a time, no cache); fast: batched=True (right-padded batches, KV cache, early
@@ -48,6 +50,7 @@ import speed
 from dataset import CharCorruptionDataset
 from decoding import predict_places
 from model import GPT, VARIANTS, config_for_variant
+from packing import needed_lengths
 from params import load_model, model_description, read_state_dict
 from trainer import Trainer, TrainerConfig, data_loader
 from utils import UserError, count_correct, read_qa, read_text, resolve_device, run_script, set_seed
@@ -224,19 +227,25 @@ def bench_train(args, setup, corpus):
     trainer.prepare()
     batches = batches_forever(trainer.train_loader, dataset, batch_size)
 
+    real = []  # each step's real tokens: its rows' positions up to their last target that is not PAD
+
     def step():
         x, y = next(batches)
         trainer.train_step(x, y)
+        real.append(needed_lengths(y).sum())
         return y.numel()
 
     tokens, seconds, warmup_seconds = timed(step, warmup, steps, device)
-    return {"tokens_per_s": tokens / seconds, "steps": steps, "tokens": tokens, "seconds": seconds,
+    real_tokens = int(sum(real[warmup:]))
+    return {"tokens_per_s": tokens / seconds, "real_tokens_per_s": real_tokens / seconds,
+            "real_token_fraction": real_tokens / tokens, "steps": steps, "tokens": tokens, "seconds": seconds,
             "step_ms": 1000 * seconds / steps, "warmup_steps": warmup, "warmup_seconds": warmup_seconds,
             "batch_size": batch_size, "block_size": args.block_size, "n_layer": args.n_layer,
             "n_head": args.n_head, "n_embd": args.n_embd, "n_params": sum(p.numel() for p in model.parameters()),
             "dropout": args.dropout, "fused_attention": setup.fused_attention, "dtype": setup.dtype_name(),
             "tf32": setup.tf32, "fused_adamw": config.fused_adamw, "compiled": trainer.train_model is not trainer.eager,
-            "data": type(trainer.train_loader).__name__, "final_loss": trainer.loss}
+            "real_tokens_only": trainer.real_tokens, "data": type(trainer.train_loader).__name__,
+            "final_loss": trainer.loss}
 
 
 # eval -----------------------------------------------------------------------------------------

@@ -22,10 +22,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention, precompute_rotary_emb
+from packing import Packing
 
 VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
 EXPERIMENTS = ("mask_after_softmax", "position_embedding", "shared_qk")  # GPTConfig fields, recorded in params files
 POSITION_EMBEDDINGS = ("learned", "sinusoidal")
+ATTENTION_GROUPS = 8  # packed training: attention runs on this many groups of rows of similar lengths
 
 
 @dataclass
@@ -114,9 +116,10 @@ class Block(nn.Module):
         self.attn = SynthesizerAttention(config) if config.synthesizer else CausalSelfAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache=None):
-        """x (B, T, C) -> (B, T, C); cache: the KVCache of decoding, or None"""
-        x = x + self.attn(self.ln1(x), cache)
+    def forward(self, x, cache=None, packing=None):
+        """x (B, T, C) -> (B, T, C); cache: the KVCache of decoding, or None; packing: x holds the packed
+        tokens (N, C) of a packing.Packing"""
+        x = x + self.attn(self.ln1(x), cache, packing)
         return x + self.mlp(self.ln2(x))
 
 
@@ -132,10 +135,10 @@ class DownProjectBlock(nn.Module):
         self.attn = CausalCrossAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x_input):
-        """x_input (B, T, C) -> (B, bottleneck_dim, C)"""
-        basis = self.C.expand(x_input.size(0), -1, -1)  # (B, m, C)
-        x = basis + self.attn(self.ln1(x_input), basis)
+    def forward(self, x_input, packing=None):
+        """x_input (B, T, C), or packed (N, C) with packing -> (B, bottleneck_dim, C)"""
+        basis = self.C.expand(packing.B if packing is not None else x_input.size(0), -1, -1)  # (B, m, C)
+        x = basis + self.attn(self.ln1(x_input), basis, kv_packing=packing)
         return x + self.mlp(self.ln2(x))
 
 
@@ -150,9 +153,10 @@ class UpProjectBlock(nn.Module):
         self.attn = CausalCrossAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, y, x_input):
-        """y (B, m, C) from the previous block, x_input (B, T, C) -> (B, T, C)"""
-        x = x_input + self.attn(self.ln1(y), self.ln1(x_input))
+    def forward(self, y, x_input, packing=None):
+        """y (B, m, C) from the previous block, x_input (B, T, C) -> (B, T, C); with packing, x_input and the
+        output hold packed tokens (N, C)"""
+        x = x_input + self.attn(self.ln1(y), self.ln1(x_input), q_packing=packing)
         return x + self.mlp(self.ln2(x))
 
 
@@ -199,23 +203,37 @@ class GPT(nn.Module):
         return self.block_size
 
     @property
-    def supports_kv_cache(self):
-        """The perceiver's bottleneck slots change as the input grows, so it decodes uncached; with
-        mask_after_softmax a position may depend on later ones, which a cache cannot update."""
-        return not self.config.perceiver and not self.config.mask_after_softmax
+    def causal(self):
+        """Does position t depend on positions <= t alone? Not with mask_after_softmax, whose future keys
+        share the softmax's denominator."""
+        return not self.config.mask_after_softmax
 
-    def forward(self, idx, targets=None, kv_cache=None):
+    @property
+    def supports_kv_cache(self):
+        """The perceiver's bottleneck slots change as the input grows, so it decodes uncached; a cache
+        cannot update a position that depends on later ones either."""
+        return not self.config.perceiver and self.causal
+
+    def forward(self, idx, targets=None, kv_cache=None, packed=False):
         """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy
         loss against targets (B, T) ignoring PAD (id 0) when targets are given.
 
         kv_cache: an attention.KVCache (decoding), to which every block adds idx's keys and
         values; idx holds only the tokens after those already cached.
+        packed (training, with targets): compute only each row's positions up to its last target that is
+        not PAD (packing.py); logits are then (N, vocab_size) for those N positions, the loss the same.
         """
         B, T = idx.size()
         start = kv_cache.offset if kv_cache is not None else 0  # position of idx[:, 0]
         assert start + T <= self.max_len, f"input of length {start + T} exceeds the model's {self.max_len}"
-        x = self.tok_emb(idx)  # (B, T, C)
-        if hasattr(self, "pos_emb") and kv_cache is not None and kv_cache.positions is not None:
+        assert not packed or (targets is not None and kv_cache is None and self.causal), \
+            "packed takes targets, no cache, and a causal model"
+        # attention in groups of rows of similar lengths; the perceiver's slots need every row at once
+        packing = Packing(targets, groups=1 if self.config.perceiver else ATTENTION_GROUPS) if packed else None
+        x = self.tok_emb(idx if packing is None else packing.pack(idx))  # (B, T, C), or (N, C) packed
+        if hasattr(self, "pos_emb") and packing is not None:
+            x = x + self.pos_emb[0, packing.positions]  # each token's position in its row
+        elif hasattr(self, "pos_emb") and kv_cache is not None and kv_cache.positions is not None:
             x = x + self.pos_emb[0, kv_cache.positions + torch.arange(T, device=idx.device)]  # each row's own
         elif hasattr(self, "pos_emb"):
             x = x + self.pos_emb[:, start:start + T]
@@ -223,17 +241,19 @@ class GPT(nn.Module):
         if self.config.perceiver:
             assert kv_cache is None, "the perceiver does not decode with a KV cache"
             x_input = x
-            x = self.down_block(x_input)  # (B, m, C)
+            x = self.down_block(x_input, packing)  # (B, m, C)
             for block in self.blocks:
                 x = block(x)
-            x = self.up_block(x, x_input)  # (B, T, C)
+            x = self.up_block(x, x_input, packing)  # (B, T, C), or (N, C) packed
         else:
             for block in self.blocks:
-                x = block(x, kv_cache)
+                x = block(x, kv_cache, packing)
             if kv_cache is not None:
                 kv_cache.advance(T)  # every layer has stored this step's keys and values
-        logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
+        logits = self.head(self.ln_f(x))  # (B, T, vocab_size), or (N, vocab_size) packed
         loss = None
+        if packing is not None:
+            targets = packing.pack(targets)  # (N,): the same targets that are not PAD, and a few that are
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=0)
         return logits, loss

@@ -59,6 +59,7 @@ class Speed:
     batched_decoding: bool = True
     batched_corruption: bool = True  # pretraining batches built with tensor ops on the device
     kept_freed_memory: bool = False  # keep_freed_memory() took effect (CPU)
+    real_tokens: bool = False  # train on the real tokens alone, padding trimmed and packed away (packing.py)
     compile: bool = False
     num_workers: int = 0
 
@@ -74,7 +75,8 @@ class Speed:
                 f"fused attention: {on(self.fused_attention)} | TF32: {on(self.tf32)} | "
                 f"batched KV-cache decoding: {on(self.batched_decoding)} | "
                 f"batched span corruption: {on(self.batched_corruption)} | "
-                f"freed memory kept: {on(self.kept_freed_memory)} | torch.compile: {on(self.compile)}")
+                f"freed memory kept: {on(self.kept_freed_memory)} | real tokens only: {on(self.real_tokens)} | "
+                f"torch.compile: {on(self.compile)}")
 
     def configure(self, trainer_config, dataset):
         """Give trainer_config these fast paths (read when training starts), and for span corruption
@@ -86,6 +88,7 @@ class Speed:
         trainer_config.num_workers = self.num_workers
         trainer_config.log_every = 10 if self.device.type == "cuda" else 1  # each read-out syncs with the GPU
         trainer_config.compile = self.compile
+        trainer_config.real_tokens = self.real_tokens
         if self.batched_corruption and isinstance(dataset, CharCorruptionDataset):
             trainer_config.train_loader = CorruptionBatches(dataset, trainer_config.batch_size, device=self.device,
                                                             rank=distributed.rank(),
@@ -110,5 +113,5 @@ def resolve(device, plain=False, fp32=False, bf16=False, compile=False, num_work
     kept = fast and device.type == "cpu" and keep_freed_memory()
     return Speed(device=device, fused_attention=fast, amp_dtype=torch.bfloat16 if autocast else None,
                  tf32=cuda and fast, fused_adamw=fast, batched_decoding=fast, batched_corruption=fast,
-                 kept_freed_memory=kept,
+                 kept_freed_memory=kept, real_tokens=fast and not compile,  # packing's shapes change every step
                  compile=compile, num_workers=num_workers if num_workers is not None else (4 if cuda else 0))

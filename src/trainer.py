@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 import checkpoint
 import distributed
+from packing import trim_padding
 from utils import UserError
 
 
@@ -52,6 +53,7 @@ class TrainerConfig:
     fused_adamw: bool = False
     log_every: int = 1  # steps between loss read-outs (each one syncs with the GPU)
     compile: bool = False  # torch.compile the model for training (eager again if compiling fails)
+    real_tokens: bool = False  # compute only the real tokens: trailing padding trimmed, the rest packed (packing.py)
     desc: str = "train"
 
 
@@ -120,6 +122,8 @@ class Trainer:
         self.train_loader = cfg.train_loader or data_loader(self.train_dataset, cfg, self.device)
         distributed.diverge_rngs()  # after the sampler's seed, which must be the same on every rank
         self.train_model = self.wrap(self.model)
+        # exact for a causal model only: with mask_after_softmax, the padding after a token changes it
+        self.real_tokens = cfg.real_tokens and getattr(checkpoint.raw(self.model), "causal", False)
         if cfg.resume and cfg.resume_path and os.path.exists(cfg.resume_path):
             return checkpoint.load(self)
         return None
@@ -188,8 +192,10 @@ class Trainer:
         calls (and on a new batch shape); if that fails (no C++ compiler, an unsupported op),
         training goes on with the eager model, from this same batch."""
         try:
+            if self.real_tokens:
+                x, y = trim_padding(x, y)
             with self.autocast():
-                _, loss = self.train_model(x, y)
+                _, loss = self.train_model(x, y, packed=True) if self.real_tokens else self.train_model(x, y)
             self.train_model.zero_grad(set_to_none=True)
             loss.backward()
             return loss
