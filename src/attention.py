@@ -84,25 +84,30 @@ class KVCache:
 
 class CausalAttention(nn.Module):
     """What the three layers share: value and output projections, dropout, the causal mask and
-    the softmax-weighted sum of values; query and key projections unless query_key is False."""
+    the softmax-weighted sum of values. The layers the scores come from (add_score_layers: query and key
+    projections, or the synthesizer's own) are registered first, so that str(model) lists them as the
+    course's model.py does: key, query, value, attn_drop, resid_drop, proj."""
 
-    def __init__(self, config, query_key=True):
+    def __init__(self, config):
         super().__init__()
         self.n_head = config.n_head
+        self.add_score_layers(config)
         self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_drop = nn.Dropout(config.attn_pdrop)
         self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
         # experiment (CS224N §2.2): mask after the softmax; only the plain path can do it
         self.mask_after_softmax = config.mask_after_softmax
         self.fused = config.fused_attention and not config.mask_after_softmax
         # causal_mask[i, j] is True where query i may see key j (j <= i); not saved
         mask = torch.ones(config.block_size, config.block_size, dtype=torch.bool).tril()
         self.register_buffer("causal_mask", mask, persistent=False)
-        if query_key:
-            self.key = nn.Linear(config.n_embd, config.n_embd)
-            # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
-            self.query = self.key if config.shared_qk else nn.Linear(config.n_embd, config.n_embd)
+
+    def add_score_layers(self, config):
+        """The key and query projections of dot-product attention."""
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        # experiment (CS224N §2.2): one projection for queries and keys makes the scores symmetric
+        self.query = self.key if config.shared_qk else nn.Linear(config.n_embd, config.n_embd)
 
     def split_heads(self, x):
         """(B, T, C) -> (B, nh, T, hs)"""
@@ -200,12 +205,15 @@ class SynthesizerAttention(CausalAttention):
     """
 
     def __init__(self, config):
-        super().__init__(config, query_key=False)
+        super().__init__(config)
+        self.max_len = config.block_size - 1
+
+    def add_score_layers(self, config):
+        """w1, w2 and b2 in place of keys and queries, before the value projection as in the course's layer."""
         self.w1 = nn.Linear(config.n_embd, config.n_embd)  # A and b1, all heads at once
         # B, N(0, 0.02) as every weight (GPT._init_weights): at zero, A would get no gradient at first
         self.w2 = nn.Parameter(torch.empty(config.n_embd // config.n_head, config.block_size - 1).normal_(0.0, 0.02))
         self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
-        self.max_len = config.block_size - 1
 
     def forward(self, x, cache=None, packing=None):
         """x (B, T, C) -> (B, T, C), T + cached <= block_size-1; cache and packing as in CausalSelfAttention

@@ -100,9 +100,10 @@ def config_for_variant(variant, vocab_size, block_size, bottleneck_dim=32, **kwa
                      bottleneck_dim=bottleneck_dim if variant == "perceiver" else None, **kwargs)
 
 
-class MLP(nn.Sequential):
-    def __init__(self, config):
-        super().__init__(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(),
+def mlp(config):
+    """A block's MLP, (B, T, C) -> (B, T, C): a plain nn.Sequential, as in the course's model.py, so that
+    str(model) prints Sequential and its four layers (a subclass would print its own name)."""
+    return nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(),
                          nn.Linear(4 * config.n_embd, config.n_embd), nn.Dropout(config.resid_pdrop))
 
 
@@ -114,7 +115,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.attn = SynthesizerAttention(config) if config.synthesizer else CausalSelfAttention(config)
-        self.mlp = MLP(config)
+        self.mlp = mlp(config)
 
     def forward(self, x, cache=None, packing=None):
         """x (B, T, C) -> (B, T, C); cache: the KVCache of decoding, or None; packing: x holds the packed
@@ -133,7 +134,7 @@ class DownProjectBlock(nn.Module):
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.attn = CausalCrossAttention(config)
-        self.mlp = MLP(config)
+        self.mlp = mlp(config)
 
     def forward(self, x_input, packing=None):
         """x_input (B, T, C), or packed (N, C) with packing -> (B, bottleneck_dim, C)"""
@@ -151,7 +152,7 @@ class UpProjectBlock(nn.Module):
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.attn = CausalCrossAttention(config)
-        self.mlp = MLP(config)
+        self.mlp = mlp(config)
 
     def forward(self, y, x_input, packing=None):
         """y (B, m, C) from the previous block, x_input (B, T, C) -> (B, T, C); with packing, x_input and the
@@ -181,10 +182,12 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.embd_pdrop)
         if config.perceiver:
             self.down_block = DownProjectBlock(config)
-            self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer - 2))
+            self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer - 2)])
             self.up_block = UpProjectBlock(config)
         else:
-            self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+            # nn.Sequential, as in the course's model.py (str(model) prints every block); forward still
+            # calls the blocks one by one, to hand each the KV cache
+            self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(self._init_weights)

@@ -8,6 +8,11 @@ Command line of the assignment: pretrain | finetune | evaluate a variant.
         --eval_corpus_path birth_dev.tsv --outputs_path vanilla.pretrain.dev.predictions
 
 The defaults are the assignment's recipe; the options after --device are this project's.
+XCS224N Fall 2025's form of the same command works too (its run.sh lines run as they are):
+
+    python src/run.py --function=pretrain --variant=rope --pretrain_corpus_path=wiki.txt \
+        --writing_params_path=rope.pretrain.params [--compile|--no-compile] [--backend=aot_eager]
+
 Under `torchrun --nproc_per_node N src/run.py pretrain|finetune ...` training is data-parallel
 (distributed.py): --batch_size per process, rank 0 alone prints and saves.
 """
@@ -36,8 +41,34 @@ MODEL_OPTIONS = {"block_size": 128, "bottleneck_dim": 32,
                  **{name: getattr(GPTConfig, name) for name in ("n_layer", "n_head", "n_embd", *EXPERIMENTS)}}
 
 
+# XCS224N Fall 2025's run.py (docopt) names our three positional arguments as options; its others are ours
+COURSE_FORM = ("--function", "--variant", "--pretrain_corpus_path")
+BACKENDS = ("inductor", "aot_eager", "cudagraphs")
+
+
+def from_course_form(argv, p):
+    """(argv in our form, whether it was the course's): XCS224N 2025's --function=F --variant=V
+    --pretrain_corpus_path=P (or --function F ...) become F V P in front of the other arguments."""
+    named, rest, args = {}, [], iter(argv)
+    for arg in args:
+        option, equals, value = arg.partition("=")
+        if option in COURSE_FORM:
+            named[option] = value if equals else next(args, None)
+        else:
+            rest.append(arg)
+    if not named:
+        return rest, False
+    missing = [f"{option}=" for option in COURSE_FORM if named.get(option) is None]
+    if missing:
+        p.error(f"{', '.join(missing)} missing: --function=, --variant= and --pretrain_corpus_path= go together, "
+                f"in place of the positional FUNCTION VARIANT PRETRAIN_CORPUS_PATH")
+    return [named[option] for option in COURSE_FORM] + rest, True
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Also accepted, as XCS224N Fall 2025 writes it: --function=FUNCTION "
+                                       "--variant=VARIANT --pretrain_corpus_path=PRETRAIN_CORPUS_PATH [options]")
     p.add_argument("function", choices=["pretrain", "finetune", "evaluate"])
     p.add_argument("variant", choices=VARIANTS)
     p.add_argument("pretrain_corpus_path", help="pretraining corpus; its characters are the vocabulary")
@@ -73,9 +104,10 @@ def parse_args(argv=None):
                            help="train in float32 where bf16 autocast is the default (CUDA with bf16, CPUs with AMX)")
     precision.add_argument("--bf16", action="store_true",
                            help="train under bf16 autocast anywhere (without AMX emulated, several times slower)")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the model for training (compiling takes a while; falls back to eager "
-                        "with a note where it fails)")
+                        "with a note where it fails); --no-compile, the default, trains it as it is")
+    p.add_argument("--backend", choices=BACKENDS, default="inductor", help="torch.compile's backend, with --compile")
     p.add_argument("--no_tensorboard", action="store_true")
     # experiments of CS224N §2.2, off by default; like the sizes, a params file being read fixes them
     p.add_argument("--mask_after_softmax", action="store_true", default=None,
@@ -92,7 +124,14 @@ def parse_args(argv=None):
                         "most that (0: never); one is also written on Ctrl-C and on SIGTERM")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
-    args = p.parse_args(argv)
+    argv, course_form = from_course_form(sys.argv[1:] if argv is None else argv, p)
+    args, extra = p.parse_known_args(argv)
+    positional = [arg for arg in extra if not arg.startswith("-")]
+    if course_form and positional:  # the course's three options, then ours as well
+        p.error(f"positional arguments ({' '.join(positional)}) beside --function=, --variant= and "
+                f"--pretrain_corpus_path=: give FUNCTION VARIANT PRETRAIN_CORPUS_PATH one way, not both")
+    if extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     for name, low in (("batch_size", 1), ("pretrain_epochs", 1), ("finetune_epochs", 1), ("num_workers", 0),
                       ("save_every", 0), ("save_every_minutes", 0)):
         if getattr(args, name) is not None and getattr(args, name) < low:
@@ -111,8 +150,8 @@ def setup_speed(args):
     """Device and fast paths, decided once at start-up (speed.py); under torchrun this joins the
     process group first, and each process gets its own GPU."""
     device = distributed.init(resolve_device(args.device))
-    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16, compile=args.compile,
-                          num_workers=args.num_workers)
+    setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16,
+                          compile=args.compile and args.backend, num_workers=args.num_workers)
     print(setup.describe(), flush=True)
     return setup
 

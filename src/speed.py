@@ -60,7 +60,7 @@ class Speed:
     batched_corruption: bool = True  # pretraining batches built with tensor ops on the device
     kept_freed_memory: bool = False  # keep_freed_memory() took effect (CPU)
     real_tokens: bool = False  # train on the real tokens alone, padding trimmed and packed away (packing.py)
-    compile: bool = False
+    compile: "bool | str" = False  # torch.compile for training: False, True, or its backend by name
     num_workers: int = 0
 
     def device_name(self):
@@ -71,12 +71,13 @@ class Speed:
 
     def describe(self):
         """The start-up line that says what runs how."""
+        compiled = f"on ({self.compile})" if isinstance(self.compile, str) else on(self.compile)
         return (f"device: {self.device_name()} | dtype: {self.dtype_name()} | "
                 f"fused attention: {on(self.fused_attention)} | TF32: {on(self.tf32)} | "
                 f"batched KV-cache decoding: {on(self.batched_decoding)} | "
                 f"batched span corruption: {on(self.batched_corruption)} | "
                 f"freed memory kept: {on(self.kept_freed_memory)} | real tokens only: {on(self.real_tokens)} | "
-                f"torch.compile: {on(self.compile)}")
+                f"torch.compile: {compiled}")
 
     def configure(self, trainer_config, dataset):
         """Give trainer_config these fast paths (read when training starts), and for span corruption

@@ -52,7 +52,8 @@ class TrainerConfig:
     amp_dtype: Optional[torch.dtype] = None  # e.g. torch.bfloat16 to train under autocast
     fused_adamw: bool = False
     log_every: int = 1  # steps between loss read-outs (each one syncs with the GPU)
-    compile: bool = False  # torch.compile the model for training (eager again if compiling fails)
+    compile: "bool | str" = False  # torch.compile the model for training, with this backend if a name
+    # (inductor, aot_eager, cudagraphs; True: torch's default); eager again if compiling fails
     real_tokens: bool = False  # compute only the real tokens: trailing padding trimmed, the rest packed (packing.py)
     desc: str = "train"
 
@@ -244,8 +245,9 @@ class Trainer:
                                             else None)
         self.eager = model
         if self.config.compile:
+            backend = self.config.compile if isinstance(self.config.compile, str) else "inductor"  # torch's default
             try:
-                model = torch.compile(model)
+                model = torch.compile(model, backend=backend)
             except Exception as e:  # noqa: BLE001 - e.g. a platform torch.compile does not support
                 print(f"torch.compile unavailable ({type(e).__name__}: {str(e)[:200]}); training the eager model",
                       flush=True)

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 import torch
 
+import run as run_py
 from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,11 +188,16 @@ def test_evaluate_warns_naming_the_line(work, corpus, finetuned):
     assert len(out.read_text(encoding="utf-8").split("\n")) == 3 + 1
 
 
-def test_finetune_without_pretraining(work, corpus):
+@pytest.fixture(scope="module")
+def finetuned_from_scratch(work, corpus):
     path = work / "vanilla.model.params"
     ok(run("finetune", "vanilla", corpus["wiki"], "--writing_params_path", path, "--finetune_corpus_path",
            corpus["train"], *TINY, cwd=work))
-    state = torch.load(path)
+    return path
+
+
+def test_finetune_without_pretraining(finetuned_from_scratch):
+    state = torch.load(finetuned_from_scratch)
     assert "tok_emb.weight" in state
 
 
@@ -557,6 +563,110 @@ def test_bad_arguments_are_argparse_errors(bad_runs, case, words):
     for word in words:
         assert word in lines[-1], (word, lines[-1])
     assert "took" not in result.stdout
+
+
+# -----------------------------------------------------------------------------
+# XCS224N Fall 2025's form: --function=F --variant=V --pretrain_corpus_path=P, then the same options
+
+@pytest.mark.parametrize("ours,theirs", [
+    ("pretrain rope wiki.txt --writing_params_path rope.pretrain.params",
+     "--function=pretrain --variant=rope --pretrain_corpus_path=wiki.txt --writing_params_path=rope.pretrain.params"),
+    ("finetune vanilla wiki.txt --reading_params_path a.params --writing_params_path b.params "
+     "--finetune_corpus_path t.tsv --tb_expt_name x --pretrain_lr 0.001 --finetune_lr 0.0002",
+     "--function=finetune --variant=vanilla --pretrain_corpus_path=wiki.txt --reading_params_path=a.params "
+     "--writing_params_path=b.params --finetune_corpus_path=t.tsv --tb_expt_name=x --pretrain_lr=0.001 "
+     "--finetune_lr=0.0002"),
+    # any order, option values after a space, and --no-compile, the default
+    ("evaluate rope wiki.txt --reading_params_path a.params --eval_corpus_path d.tsv --outputs_path p.txt",
+     "--outputs_path=p.txt --variant rope --function evaluate --pretrain_corpus_path wiki.txt "
+     "--reading_params_path=a.params --eval_corpus_path=d.tsv --no-compile"),
+    ("pretrain vanilla wiki.txt --compile --backend aot_eager --n_layer 2",
+     "--function=pretrain --variant=vanilla --pretrain_corpus_path=wiki.txt --compile --backend=aot_eager "
+     "--n_layer 2"),
+])
+def test_course_form_parses_as_ours(ours, theirs):
+    args = run_py.parse_args(theirs.split())
+    assert [args.function, args.variant, args.pretrain_corpus_path] == ours.split()[:3]
+    assert vars(args) == vars(run_py.parse_args(ours.split()))
+
+
+def test_compile_options():
+    base = "pretrain vanilla wiki.txt".split()
+    default = run_py.parse_args(base)
+    assert (default.compile, default.backend) == (False, "inductor")
+    assert run_py.parse_args(base + ["--no-compile"]).compile is False
+    assert run_py.parse_args(base + ["--compile"]).compile is True
+    assert run_py.parse_args(base + ["--backend=cudagraphs"]).backend == "cudagraphs"
+
+
+@pytest.mark.parametrize("argv,words", [
+    ("finetune vanilla wiki.txt --function=finetune --variant=vanilla --pretrain_corpus_path=wiki.txt",
+     ["positional arguments (finetune vanilla wiki.txt)", "--function=", "not both"]),
+    ("finetune vanilla wiki.txt --function=finetune", ["--variant=, --pretrain_corpus_path= missing", "positional"]),
+    ("--function=pretrain --variant=rope wiki.txt", ["--pretrain_corpus_path= missing"]),
+    ("--function=pretrain --variant=rope --pretrain_corpus_path=wiki.txt --bogus", ["unrecognized arguments: --bogus"]),
+    ("--function=pretrain --variant=rope --pretrain_corpus_path=wiki.txt --backend=tvm", ["--backend", "tvm",
+                                                                                        "aot_eager"]),
+])
+def test_mixed_or_incomplete_forms_are_argparse_errors(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit:
+        run_py.parse_args(argv.split())
+    assert exit.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("usage:") and "error:" in lines[-1] and "Traceback" not in "".join(lines)
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+
+
+@pytest.fixture(scope="module")
+def course_form_finetuned(work, corpus):
+    """The handout's finetune line without pretraining, our tiny sizes after it."""
+    path = work / "course_form.params"
+    ok(run("--function=finetune", "--variant=vanilla", f"--pretrain_corpus_path={corpus['wiki']}",
+           f"--writing_params_path={path}", f"--finetune_corpus_path={corpus['train']}", *TINY, cwd=work))
+    return path
+
+
+def test_course_form_finetune_trains_as_ours(course_form_finetuned, finetuned_from_scratch):
+    """Both forms give the same run: the same seed, the same weights."""
+    theirs, ours = torch.load(course_form_finetuned), torch.load(finetuned_from_scratch)
+    assert set(theirs) == set(ours)
+    assert all(torch.equal(theirs[k], ours[k]) for k in ours)
+
+
+def test_course_form_evaluate_writes_predictions(work, corpus, course_form_finetuned):
+    out = work / "course_form.dev.predictions"
+    result = ok(run("--function=evaluate", "--variant=vanilla", f"--pretrain_corpus_path={corpus['wiki']}",
+                    f"--reading_params_path={course_form_finetuned}", f"--eval_corpus_path={corpus['dev']}",
+                    f"--outputs_path={out}", "--device", "cpu", cwd=work))
+    # (an untrained model's predictions may hold newlines: count them in the record, not the file's lines)
+    with open(f"{out}.json", encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["questions"] == len(lines_of(corpus["dev"])) and record["predictions"] == str(out)
+    assert out.read_text(encoding="utf-8").endswith("\n")
+    match = CORRECT.search(result.stdout)
+    assert match and int(match.group(2)) == len(lines_of(corpus["dev"])), result.stdout
+
+
+@pytest.mark.parametrize("flags,backend", [(["--compile", "--backend=aot_eager"], "aot_eager"),
+                                           (["--compile"], "inductor"),
+                                           (["--no-compile", "--backend=cudagraphs"], None)])
+def test_backend_reaches_torch_compile(work, corpus, monkeypatch, capsys, flags, backend):
+    """run.py in this process, torch.compile replaced by a stand-in that records its backend and leaves
+    the model as it is."""
+    backends = []
+
+    def compile_stand_in(model, backend="inductor", **kwargs):
+        backends.append(backend)
+        return model
+
+    monkeypatch.setattr(torch, "compile", compile_stand_in)
+    path = work / f"compiled_{backend}.params"
+    run_py.main(["--function=pretrain", "--variant=vanilla", f"--pretrain_corpus_path={corpus['wiki']}",
+                 f"--writing_params_path={path}", *flags, *TINY, "--pretrain_epochs", "1"])
+    assert backends == ([backend] if backend else [])
+    assert path.is_file()
+    assert f"torch.compile: {f'on ({backend})' if backend else 'off'}" in capsys.readouterr().out
 
 
 # -----------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class Uncompilable(nn.Module):
     """What torch.compile returns where compiling fails: a wrapper (holding the model as
     _orig_mod, like torch's) whose first call raises."""
 
-    def __init__(self, model):
+    def __init__(self, model, backend="inductor"):
         super().__init__()
         self._orig_mod = model
 

@@ -136,6 +136,144 @@ def test_parameter_count_arithmetic():
 # ----------------------------------------------------------------------------- structure
 
 
+# The course's printout (model.py of minGPT's fork): blocks an nn.Sequential of Blocks (ln1, ln2, attn, mlp),
+# CausalSelfAttention's key, query, value, attn_drop, resid_drop, proj, and mlp a plain Sequential. pos_emb is a
+# Parameter, not a module, so vanilla and rope print alike. The LayerNorm line is torch's own (its repr gained
+# "bias=True" in torch 2.1), the rest is spelt out.
+COURSE_BLOCK = """\
+    ({i}): Block(
+      (ln1): {ln}
+      (ln2): {ln}
+      (attn): CausalSelfAttention(
+        (key): Linear(in_features=256, out_features=256, bias=True)
+        (query): Linear(in_features=256, out_features=256, bias=True)
+        (value): Linear(in_features=256, out_features=256, bias=True)
+        (attn_drop): Dropout(p=0.1, inplace=False)
+        (resid_drop): Dropout(p=0.1, inplace=False)
+        (proj): Linear(in_features=256, out_features=256, bias=True)
+      )
+      (mlp): Sequential(
+        (0): Linear(in_features=256, out_features=1024, bias=True)
+        (1): GELU(approximate='none')
+        (2): Linear(in_features=1024, out_features=256, bias=True)
+        (3): Dropout(p=0.1, inplace=False)
+      )
+    )
+"""
+COURSE_GPT = """\
+GPT(
+  (tok_emb): Embedding(256, 256)
+  (drop): Dropout(p=0.1, inplace=False)
+  (blocks): Sequential(
+{blocks}  )
+  (ln_f): {ln}
+  (head): Linear(in_features=256, out_features=256, bias=False)
+)"""
+
+
+def course_printout():
+    ln = repr(nn.LayerNorm(256))
+    return COURSE_GPT.format(blocks="".join(COURSE_BLOCK.format(i=i, ln=ln) for i in range(4)), ln=ln)
+
+
+def test_course_printout_is_the_course_models():
+    """What the grader compares: str() of the models the helper builds from the handout's GPTConfig."""
+    from submission import helper
+    assert course_printout().count("Block(") == 4 and "LayerNorm((256,)" in course_printout()
+    assert str(helper.initialize_vanilla_model(GPTConfig(256, 128, n_layer=4, n_head=8, n_embd=256))) \
+        == course_printout()
+    assert str(helper.initialize_rope_model(GPTConfig(256, 128, n_layer=4, n_head=8, n_embd=256))) \
+        == course_printout()
+    assert str(full_size("vanilla")) == str(full_size("rope")) == course_printout()
+
+
+def child_names(module):
+    return [name for name, _ in module.named_children()]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_modules_in_the_course_order(variant):
+    """Every variant as the course builds it: plain nn.Sequential blocks and MLPs, and the attention
+    layers' projections in the course's order."""
+    model = full_size(variant)
+    expected = ["tok_emb", "drop", "down_block", "blocks", "up_block", "ln_f", "head"] if variant == "perceiver" \
+        else ["tok_emb", "drop", "blocks", "ln_f", "head"]
+    assert child_names(model) == expected
+    assert type(model.blocks) is nn.Sequential and len(model.blocks) == (2 if variant == "perceiver" else 4)
+    blocks = [m for m in model.modules() if isinstance(m, (Block, DownProjectBlock, UpProjectBlock))]
+    assert len(blocks) == 4
+    for block in blocks:
+        assert child_names(block) == ["ln1", "ln2", "attn", "mlp"]
+        assert type(block.mlp) is nn.Sequential
+        assert [type(m) for m in block.mlp] == [nn.Linear, nn.GELU, nn.Linear, nn.Dropout]
+        if isinstance(block.attn, SynthesizerAttention):  # its own w1, w2, b2 where the others have key and query
+            assert child_names(block.attn) == ["w1", "value", "attn_drop", "resid_drop", "proj"]
+            assert [name for name, _ in block.attn.named_parameters()][:4] == ["w2", "b2", "w1.weight", "w1.bias"]
+        else:
+            assert child_names(block.attn) == ["key", "query", "value", "attn_drop", "resid_drop", "proj"]
+
+
+def test_shared_qk_prints_its_one_projection_under_both_names():
+    attn = tiny("vanilla", shared_qk=True).blocks[0].attn
+    assert attn.query is attn.key
+    printed = [line.split(")")[0].strip(" (") for line in str(attn).splitlines()[1:-1]]
+    assert printed == ["key", "query", "value", "attn_drop", "resid_drop", "proj"]
+
+
+# The state dicts main wrote before the modules took the course's order (attention: value, proj, key, query;
+# blocks an nn.ModuleList): names and shapes at vocab 5, block 8, n_embd 4, n_head 2, bottleneck 3, one block
+# (the perceiver: down, one, up). Torch loads state dicts by name, so its params files load into today's models.
+def old_block(prefix, attention):
+    ln = [(f"{prefix}.{ln}.{p}", (4,)) for ln in ("ln1", "ln2") for p in ("weight", "bias")]
+    mlp = [(f"{prefix}.mlp.0.weight", (16, 4)), (f"{prefix}.mlp.0.bias", (16,)),
+           (f"{prefix}.mlp.2.weight", (4, 16)), (f"{prefix}.mlp.2.bias", (4,))]
+    return ln + [(f"{prefix}.attn.{name}", shape) for name, shape in attention] + mlp
+
+
+DOT_PRODUCT = [(f"{name}.{p}", (4, 4) if p == "weight" else (4,)) for name in ("value", "proj", "key", "query")
+               for p in ("weight", "bias")]
+OLD_STATE_DICTS = {
+    "vanilla": [("pos_emb", (1, 8, 4)), ("tok_emb.weight", (5, 4)), *old_block("blocks.0", DOT_PRODUCT),
+                ("ln_f.weight", (4,)), ("ln_f.bias", (4,)), ("head.weight", (5, 4))],
+    "rope": [("tok_emb.weight", (5, 4)), *old_block("blocks.0", [("rope_cache", (8, 1, 2)), *DOT_PRODUCT]),
+             ("ln_f.weight", (4,)), ("ln_f.bias", (4,)), ("head.weight", (5, 4))],
+    "perceiver": [("pos_emb", (1, 8, 4)), ("tok_emb.weight", (5, 4)), ("down_block.C", (1, 3, 4)),
+                  *old_block("down_block", DOT_PRODUCT), *old_block("blocks.0", DOT_PRODUCT),
+                  *old_block("up_block", DOT_PRODUCT), ("ln_f.weight", (4,)), ("ln_f.bias", (4,)),
+                  ("head.weight", (5, 4))],
+    "synthesizer": [("pos_emb", (1, 8, 4)), ("tok_emb.weight", (5, 4)),
+                    *old_block("blocks.0", [("w2", (2, 7)), ("b2", (7,)), *DOT_PRODUCT[:4],
+                                            ("w1.weight", (4, 4)), ("w1.bias", (4,))]),
+                    ("ln_f.weight", (4,)), ("ln_f.bias", (4,)), ("head.weight", (5, 4))],
+}
+
+
+def small(variant):
+    return GPT(config_for_variant(variant, 5, 8, bottleneck_dim=3, n_layer=3 if variant == "perceiver" else 1,
+                                  n_head=2, n_embd=4))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_dict_names_and_shapes_are_those_of_older_params_files(variant):
+    found = [(name, tuple(t.shape)) for name, t in small(variant).state_dict().items()]
+    assert sorted(found) == sorted(OLD_STATE_DICTS[variant])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_params_file_in_the_old_order_loads_by_name(tmp_path, variant):
+    """A file as main wrote it, entries in its order, each filled with its own number: every tensor
+    lands in the parameter of its name (a load by position would mix the same-shaped projections)."""
+    from params import load_params
+    old = {name: torch.full(shape, float(i)) for i, (name, shape) in enumerate(OLD_STATE_DICTS[variant])}
+    path = str(tmp_path / f"{variant}.params")
+    torch.save(old, path)
+    model = small(variant)
+    load_params(model, path, list("abcde"))
+    loaded = model.state_dict()
+    for name, tensor in old.items():
+        assert torch.equal(loaded[name], tensor), name
+
+
 def test_vanilla_has_zero_initialised_position_embedding():
     model = full_size("vanilla")
     params = dict(model.named_parameters())

@@ -124,6 +124,22 @@ def test_finetune_returns_the_xcs_recipe(wiki_sized, corpus, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), saved.state_dict().values()))
 
 
+def test_fall_2025_cohort_finetunes_without_loader_workers(corpus):
+    """CharCorruptionDataset(..., course="xcs224n-2025"): the synthesizer year's recipe, but its helper
+    finetunes with num_workers 0 (pretraining keeps 4)."""
+    text = open(corpus["wiki"], encoding="utf-8").read()
+    fall_2025, synthesizer_year = (submission.CharCorruptionDataset(text, 128, course=name)
+                                   for name in ("xcs224n-2025", "xcs224n"))
+    assert fall_2025.course.name == "xcs224n-2025" and submission.CharCorruptionDataset(text, 128).course.name == \
+        "xcs224n"
+    m = submission.initialize_rope_model(submission.GPTConfig(fall_2025.vocab_size, 128, **TINY))
+    pretrain = [recipe(helper.pretrain(ds, 128, m)[0]) for ds in (fall_2025, synthesizer_year)]
+    assert pretrain[0] == pretrain[1] and pretrain[0]["num_workers"] == 4
+    finetune = [recipe(helper.finetune(None, corpus["train"], ds, 128, m)[0]) for ds in (fall_2025, synthesizer_year)]
+    assert (finetune[0]["num_workers"], finetune[1]["num_workers"]) == (0, 4)
+    assert dict(finetune[0], num_workers=4) == finetune[1]
+
+
 def test_cs224n_dataset_gets_the_cs224n_recipe(corpus):
     ds = dataset.CharCorruptionDataset(open(corpus["wiki"], encoding="utf-8").read(), 64)
     config, _ = helper.pretrain(ds, 64, submission.initialize_vanilla_model(submission.GPTConfig(ds.vocab_size, 64,

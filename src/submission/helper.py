@@ -7,7 +7,8 @@ XCS224N's helper API (src/submission/helper.py of its handout), over this projec
     train(model, "submission/vanilla.pretrain.params", trainer)
 
 pretrain() and finetune() return the course's recipe (what its grader checks), that of the
-pretraining dataset's course (course.py): XCS224N for this package's CharCorruptionDataset.
+pretraining dataset's course (course.py): XCS224N for this package's CharCorruptionDataset. Its Fall 2025
+(RoPE) cohort, whose helper finetunes with num_workers 0, is CharCorruptionDataset(text, 128, course="xcs224n-2025").
 train() runs it with this project's fast paths (speed.py) and writes the params.
 """
 import speed
@@ -17,7 +18,7 @@ from params import load_params, save_params
 from trainer import Trainer
 from utils import read_text, resolve_device
 
-NUM_WORKERS = 4  # the course's value in every TrainerConfig; train() uses what helps on the device
+NUM_WORKERS = 4  # the course's value when pretraining (finetuning: the cohort's); train() uses what helps on the device
 
 
 def initialize_vanilla_model(mconf):
@@ -45,14 +46,16 @@ def pretrain(pretrain_dataset, block_size, model, pretrain_lr=6e-3, writer=None)
 def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_size, model, finetune_lr=6e-4,
              writer=None):
     """(trainer_config, trainer) of finetuning on the question<TAB>answer file finetune_corpus_path:
-    75 epochs from scratch, or 10 after loading the params at reading_params_path into model."""
+    75 epochs from scratch, or 10 after loading the params at reading_params_path into model; num_workers
+    as the pretraining dataset's cohort's helper has it (4, or 0 in Fall 2025)."""
     if reading_params_path is not None:
         load_params(model, reading_params_path, pretrain_dataset.itos)
     text = read_text(finetune_corpus_path, "finetuning corpus")
     finetune_dataset = NameDataset(pretrain_dataset, text, source=finetune_corpus_path)
     config = pretrain_dataset.course.finetune_config(len(pretrain_dataset), block_size,
                                                      pretrained=reading_params_path is not None,
-                                                     learning_rate=finetune_lr, num_workers=NUM_WORKERS,
+                                                     learning_rate=finetune_lr,
+                                                     num_workers=pretrain_dataset.course.finetune_num_workers,
                                                      writer=writer, device=resolve_device("auto"), desc="finetune")
     return config, Trainer(model, finetune_dataset, None, config)
 
