@@ -6,9 +6,9 @@ causal, so a position after a row's last real target changes neither the loss no
 such positions need not be computed at all.
 
     x, y = trim_padding(x, y)     # (B, T') with T' the longest row's last real target + 1
-    packing = Packing(y)          # the positions of each row up to its last real target
+    packing = Packing(y, groups)  # the positions of each row up to its last real target
     tokens = packing.pack(h)      # (B, T, C) -> (N, C): what token-wise layers run on
-    h = packing.unpack(tokens)    # (N, C) -> (B, T, C), zeros elsewhere: what attention runs on
+    y = packing.map_padded(attention, q, k, v)  # attention on padded rows, a group at a time -> (N, C)
 
 The model (GPT.forward(..., packed=True)) runs its token-wise layers (embeddings, LayerNorm, the
 linear layers, the MLP, the head, the loss) on the N packed tokens and each attention on the
@@ -47,8 +47,10 @@ class Packing:
         sorted_lengths = lengths.index_select(0, order)  # (B,)
         self.shapes = []  # (rows, width) of each group's padded buffer
         base = torch.empty(B, dtype=torch.long)  # each sorted row's first slot in the buffers laid end to end
+        size = -(-B // groups)  # rows a group (the last may have fewer)
         start = slot = 0
-        for rows, width in zip((len(c) for c in order.chunk(groups)), sorted_lengths[::max(1, -(-B // groups))].tolist()):
+        for width in sorted_lengths[::size].tolist():  # each group's first row is its longest
+            rows = min(size, B - start)
             if width == 0:  # rows without a real target: nothing to compute
                 break
             base[start:start + rows] = slot + width * torch.arange(rows)

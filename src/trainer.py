@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 import checkpoint
 import distributed
-from packing import trim_padding
 from utils import UserError
 
 
@@ -54,7 +53,7 @@ class TrainerConfig:
     log_every: int = 1  # steps between loss read-outs (each one syncs with the GPU)
     compile: "bool | str" = False  # torch.compile the model for training, with this backend if a name
     # (inductor, aot_eager, cudagraphs; True: torch's default); eager again if compiling fails
-    real_tokens: bool = False  # compute only the real tokens: trailing padding trimmed, the rest packed (packing.py)
+    real_tokens: bool = False  # compute only the real tokens, packed (packing.py; its groups trim the padding too)
     desc: str = "train"
 
 
@@ -193,8 +192,6 @@ class Trainer:
         calls (and on a new batch shape); if that fails (no C++ compiler, an unsupported op),
         training goes on with the eager model, from this same batch."""
         try:
-            if self.real_tokens:
-                x, y = trim_padding(x, y)
             with self.autocast():
                 _, loss = self.train_model(x, y, packed=True) if self.real_tokens else self.train_model(x, y)
             self.train_model.zero_grad(set_to_none=True)
