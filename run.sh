@@ -3,20 +3,23 @@
 #
 #   ./run.sh setup                 create .venv from requirements.txt (done on demand by the rest)
 #   ./run.sh demo [VARIANT] [OPT]  synthetic corpus, small model, the whole experiment in minutes on a CPU;
-#                                  OPT go to every src/run.py, e.g. the CS224N §2.2 experiments --shared_qk,
+#                                  OPT go to every src/run.py, e.g. the CS224N handout's experiments --shared_qk,
 #                                  --mask_after_softmax, --position_embedding sinusoidal (-> demo-vanilla-shared_qk/)
 #                                  DEMO_SEED=N seeds corpus and training (-> demo-vanilla-seedN/)
 #   ./run.sh demo-augmentation [V] the demo at 1 and at 3 wiki lines per person, same number of examples:
 #                                  results/demo-augmentation/augmentation.{md,json,png}
 #   ./run.sh test                  the pytest suite
-#   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the logs (src/report.py -h)
-#   ./run.sh bench                 the README's speed table, fast and plain in turn: results/bench/*.jsonl
+#   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the runs' records (src/report.py -h)
+#   ./run.sh bench                 the speed table (docs/performance.md), fast and plain in turn: results/bench/*.jsonl
 #   ./run.sh cpu_real              the real data's vanilla runs with a small model, about 2 h on 2 CPU cores:
-#                                  results/cpu_real/ (README, Real data)
-#   ./run.sh [--synthetic] TARGET  one run of the assignment (see help), or `all` of them in order
-#   ./run.sh --course xcs224n TARGET  XCS224N's recipe (src/course.py) and layout: outputs in src/submission/,
-#                                  real data also looked up in src/data/, logs in results/logs/xcs224n/, `all`
-#                                  runs vanilla and synthesizer; its handout's target names (typos included) work
+#                                  results/cpu_real/ (docs/experiments.md)
+#   ./run.sh [--synthetic] TARGET [compile|no-compile] [BACKEND]
+#                                  one run of the assignment (see help), or `all` of them in order (make skips
+#                                  those up to date); compile: torch.compile the training runs, with BACKEND
+#                                  (inductor, aot_eager, cudagraphs) if given; no-compile is the default
+#   ./run.sh --course C TARGET     the runs of course C (src/course.py): xcs224n (the synthesizer year) or
+#                                  xcs224n-2025 (RoPE); outputs in src/submission/, real data also looked up
+#                                  in src/data/, logs in results/logs/C/; the handout's target names work
 #
 # Real data is looked up in the repo root, then data/ (see data/README.md); --synthetic uses
 # data/synthetic/ instead (generated if missing). Extra options for src/run.py go in RUN_ARGS,
@@ -32,7 +35,6 @@ ROOT=$(pwd)
 PY=${PYTHON:-"$ROOT/.venv/bin/python"}
 RUN_MODULES="torch tqdm numpy tensorboard"  # what the runs import (matplotlib only adds plots)
 TEST_MODULES="$RUN_MODULES matplotlib pytest hypothesis"
-VARIANTS="vanilla rope perceiver synthesizer"
 RESULTS=${RESULTS_DIR:-results}
 COURSE=cs224n
 
@@ -79,115 +81,83 @@ out_dir() {
   if [ -n "${OUT_DIR:-}" ]; then mkdir -p "$OUT_DIR"; echo "$OUT_DIR"; return; fi
   local O=.
   if [ "$SYNTHETIC" = 1 ]; then O="$RESULTS/synthetic"; [ "$COURSE" = cs224n ] || O="$O/$COURSE"; mkdir -p "$O"
-  elif [ "$COURSE" = xcs224n ]; then O=src/submission; fi
+  elif [ "$COURSE" != cs224n ]; then O=src/submission; fi
   echo "$O"
 }
 
-# run LOG CMD...: run and log to LOG as well as the terminal; LOG is a path ending in .log,
-# or a NAME for results/logs/NAME.log (the assignment's targets)
+# run LOG OUTPUT CMD...: run and log to LOG as well as the terminal, then record how it went in LOG's .json
+# (command, output, exit status; report.py reads it); LOG is a path ending in .log, or a NAME for
+# results/logs/NAME.log (the assignment's targets)
 run() {
-  local log=$1; shift
+  local log=$1 output=$2 status=0; shift 2
   case "$log" in *.log) ;; *) log="$RESULTS/logs/$log.log" ;; esac
   mkdir -p "$(dirname "$log")"
   echo "+ $*" | tee "$log"
-  "$@" 2>&1 | tee -a "$log"
+  "$@" 2>&1 | tee -a "$log" || status=$?
+  "$PY" -c 'import json, sys; print(json.dumps({"command": sys.argv[3:], "output": sys.argv[2],
+    "exit_status": int(sys.argv[1])}))' "$status" "$output" "$@" > "${log%.log}.json"
+  return "$status"
 }
 
-bottleneck() { [ "$1" = perceiver ] && echo "--bottleneck_dim 64" || true; }
-
-# ---------------------------------------------------------------- the runs of the handouts
-# the XCS224N handout's spellings of two targets
-alias_of() {
-  case "$1" in
-    vanilla_finetime_without_pretrain) echo vanilla_finetune_without_pretrain ;;
-    synthesizer_finetrain_with_pretrain) echo synthesizer_finetune_with_pretrain ;;
-    *) echo "$1" ;;
-  esac
+# ---------------------------------------------------------------- the runs of the handouts (src/runs.py)
+runs() {  # VARIANTS: only these of the course's
+  local D O; D=$(data_dir); O=$(out_dir)
+  # shellcheck disable=SC2086  # VARIANTS: one word each
+  "$PY" src/runs.py "$@" --course "$COURSE" --data "$D" --out "$O" ${VARIANTS:+--variants $VARIANTS}
 }
 
 target() {
-  local t D O
-  t=$(alias_of "$1"); D=$(data_dir); O=$(out_dir)
-  local W="$D/wiki.txt" TRAIN="$D/birth_places_train.tsv" DEV="$D/birth_dev.tsv" TEST="$D/birth_test_inputs.tsv"
-  # the recipe of the course for src/run.py, and its own logs; none of it for CS224N, whose commands stay as they were
-  local C="" L=${LOGS:+$LOGS/$t.log}
-  L=${L:-$t}
-  [ "$COURSE" = cs224n ] || { C="--course $COURSE"; L="$RESULTS/logs/$COURSE/$t.log"; }
-  # shellcheck disable=SC2086
-  case "$t" in
-    vanilla_finetune_without_pretrain)
-      run "$L" "$PY" src/run.py finetune vanilla "$W" --writing_params_path "$O/vanilla.model.params" \
-        --finetune_corpus_path "$TRAIN" $C ${RUN_ARGS:-} ;;
-    vanilla_eval_dev_without_pretrain)
-      run "$L" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
-        --eval_corpus_path "$DEV" --outputs_path "$O/vanilla.nopretrain.dev.predictions" $C ${RUN_ARGS:-} ;;
-    vanilla_eval_test_without_pretrain)
-      run "$L" "$PY" src/run.py evaluate vanilla "$W" --reading_params_path "$O/vanilla.model.params" \
-        --eval_corpus_path "$TEST" --outputs_path "$O/vanilla.nopretrain.test.predictions" $C ${RUN_ARGS:-} ;;
-    *_finetune_with_pretrain)
-      local v=${t%_finetune_with_pretrain}
-      run "$L" "$PY" src/run.py finetune "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.pretrain.params" \
-        --writing_params_path "$O/$v.finetune.params" --finetune_corpus_path "$TRAIN" $C ${RUN_ARGS:-} ;;
-    *_eval_dev_with_pretrain)
-      local v=${t%_eval_dev_with_pretrain}
-      run "$L" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
-        --eval_corpus_path "$DEV" --outputs_path "$O/$v.pretrain.dev.predictions" $C ${RUN_ARGS:-} ;;
-    *_eval_test_with_pretrain)
-      local v=${t%_eval_test_with_pretrain}
-      run "$L" "$PY" src/run.py evaluate "$v" "$W" $(bottleneck "$v") --reading_params_path "$O/$v.finetune.params" \
-        --eval_corpus_path "$TEST" --outputs_path "$O/$v.pretrain.test.predictions" $C ${RUN_ARGS:-} ;;
-    *_pretrain)  # after the *_with_pretrain patterns, which it would also match
-      local v=${t%_pretrain}
-      run "$L" "$PY" src/run.py pretrain "$v" "$W" $(bottleneck "$v") --pretrain_lr 6e-3 \
-        --writing_params_path "$O/$v.pretrain.params" $C ${RUN_ARGS:-} ;;
-    london_baseline)
-      run "$L" "$PY" src/london_baseline.py --eval_corpus_path "$DEV" \
-        --outputs_path "$O/london_baseline_accuracy.txt" ;;
-    *) echo "error: unknown target '$t' (./run.sh help lists them)" >&2; exit 2 ;;
-  esac
+  local spec
+  data_dir >/dev/null  # missing data: its error and exit status, before anything runs
+  mapfile -t spec < <(runs command "$1") && [ ${#spec[@]} -gt 0 ] || exit 2  # runs.py said why
+  local name=${spec[0]} trains=${spec[1]} output=${spec[2]} log
+  log=${LOGS:+$LOGS/$name.log}
+  [ "$COURSE" = cs224n ] || log="$RESULTS/logs/$COURSE/$name.log"
+  [ "$trains" = yes ] || TRAIN_ARGS=""
+  local extra="$TRAIN_ARGS ${RUN_ARGS:-}"
+  [ "${spec[3]}" = src/run.py ] || extra=""  # RUN_ARGS are src/run.py's options
+  # shellcheck disable=SC2086  # RUN_ARGS and TRAIN_ARGS: options, one word each
+  run "${log:-$name}" "$output" "$PY" "${spec[@]:3}" $extra
 }
 
-# target name, its output, and the inputs it depends on (for `all`)
-plan() {
-  local O; O=$(out_dir)
-  echo "london_baseline $O/london_baseline_accuracy.txt DEV"
-  echo "vanilla_finetune_without_pretrain $O/vanilla.model.params WIKI TRAIN"
-  echo "vanilla_eval_dev_without_pretrain $O/vanilla.nopretrain.dev.predictions $O/vanilla.model.params DEV"
-  echo "vanilla_eval_test_without_pretrain $O/vanilla.nopretrain.test.predictions $O/vanilla.model.params TEST"
-  for v in $VARIANTS; do
-    echo "${v}_pretrain $O/$v.pretrain.params WIKI"
-    echo "${v}_finetune_with_pretrain $O/$v.finetune.params $O/$v.pretrain.params TRAIN"
-    echo "${v}_eval_dev_with_pretrain $O/$v.pretrain.dev.predictions $O/$v.finetune.params DEV"
-    echo "${v}_eval_test_with_pretrain $O/$v.pretrain.test.predictions $O/$v.finetune.params TEST"
-  done
-}
-
+# every target in order, each unless its output is newer than its inputs (make decides)
 all() {
-  local D; D=$(data_dir)
-  plan | while read -r name output inputs; do
-    local stale=0
-    [ -f "$output" ] || stale=1
-    for i in $inputs; do
-      case "$i" in WIKI) i="$D/wiki.txt" ;; TRAIN) i="$D/birth_places_train.tsv" ;;
-                   DEV) i="$D/birth_dev.tsv" ;; TEST) i="$D/birth_test_inputs.tsv" ;; esac
-      [ "$stale" = 1 ] || [ "$i" -ot "$output" ] || stale=1
-    done
-    if [ "$stale" = 1 ]; then target "$name" </dev/null; else echo "up to date: $name ($output)"; fi
-  done
+  local self=("$ROOT/run.sh" --course "$COURSE") listing
+  [ "$SYNTHETIC" = 1 ] && self+=(--synthetic)
+  data_dir >/dev/null
+  listing=$(runs list)
+  if ! command -v make >/dev/null; then
+    echo "(no make: running the targets whose output is missing)" >&2
+    while read -r name output _; do [ -f "$output" ] || target "$name" </dev/null; done <<< "$listing"
+    return
+  fi
+  # shellcheck disable=SC2086
+  {
+    echo "all: $(cut -d' ' -f2 <<< "$listing" | tr '\n' ' ')"
+    while read -r name output inputs; do
+      printf '%s: %s\n\t@%s %s %s\n' "$output" "$inputs" "${self[*]}" "$name" "$WORDS"
+    done <<< "$listing"
+  } | make --no-print-directory -f - all
 }
 
 help() {
   sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"  # the comment block at the top
   echo
-  if [ "$COURSE" = cs224n ]; then echo "Targets (./run.sh --course xcs224n help lists XCS224N's):"
+  if [ "$COURSE" = cs224n ]; then echo "Targets (./run.sh --course xcs224n|xcs224n-2025 help lists XCS224N's):"
   else echo "Targets of $COURSE:"; fi
-  plan | while read -r name output _; do printf "  %-36s -> %s\n" "$name" "$output"; done
+  "$PY" src/runs.py list --course "$COURSE" --out "$(out_dir)" | while read -r name output _; do printf "  %-36s -> %s\n" "$name" "$output"; done
   echo "  all                                  every target above in order, skipping those already up to date"
   echo "  XCS224N's handout spellings: vanilla_finetime_without_pretrain = vanilla_finetune_without_pretrain,"
   echo "  synthesizer_finetrain_with_pretrain = synthesizer_finetune_with_pretrain"
 }
 
 # ---------------------------------------------------------------- demo: the experiment in minutes on a CPU
+bottleneck() {  # the handout's perceiver bottleneck (src/course.py), for the demo's perceiver
+  [ "$1" = perceiver ] || return 0
+  echo "--bottleneck_dim $("$PY" -c 'import sys; sys.path.insert(0, "src"); import course
+print(course.RECIPE.handout_bottleneck_dim)')"
+}
+
 demo() {
   local variant=vanilla
   if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then variant=$1; shift; fi
@@ -208,25 +178,25 @@ demo() {
   cp "$D/corpus.json" "$O/corpus.json"  # which corpus this demo ran on, for src/augmentation_report.py
   # shellcheck disable=SC2086
   {
-    run "$O/logs/baseline.log" "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
+    run "$O/logs/baseline.log" "$O/baseline_accuracy.txt" "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
       --most_common_from "$D/birth_places_train.tsv" --outputs_path "$O/baseline_accuracy.txt"
-    run "$O/logs/finetune_without_pretrain.log" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/finetune_without_pretrain.log" "$O/nopretrain.params" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
       --finetune_epochs "${DEMO_SCRATCH_EPOCHS:-40}" --writing_params_path "$O/nopretrain.params" \
       --finetune_corpus_path "$D/birth_places_train.tsv"
-    run "$O/logs/eval_without_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/eval_without_pretrain.log" "$O/nopretrain.dev.predictions" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/nopretrain.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/nopretrain.dev.predictions"
-    run "$O/logs/pretrain.log" "$PY" src/run.py pretrain "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/pretrain.log" "$O/pretrain.params" "$PY" src/run.py pretrain "$variant" "$W" $small $(bottleneck "$variant") \
       --pretrain_epochs "${DEMO_PRETRAIN_EPOCHS:-320}" --writing_params_path "$O/pretrain.params"
-    run "$O/logs/finetune_with_pretrain.log" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/finetune_with_pretrain.log" "$O/finetune.params" "$PY" src/run.py finetune "$variant" "$W" $small $(bottleneck "$variant") \
       --finetune_epochs "${DEMO_FINETUNE_EPOCHS:-20}" --finetune_lr "${DEMO_FINETUNE_LR:-2e-4}" \
       --reading_params_path "$O/pretrain.params" --writing_params_path "$O/finetune.params" \
       --finetune_corpus_path "$D/birth_places_train.tsv"
-    run "$O/logs/eval_with_pretrain.log" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
+    run "$O/logs/eval_with_pretrain.log" "$O/pretrain.dev.predictions" "$PY" src/run.py evaluate "$variant" "$W" $small $(bottleneck "$variant") \
       --reading_params_path "$O/finetune.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/pretrain.dev.predictions"
     # did pretraining store the dev people's birth places, and can other words lead to them? (README, Results)
-    run "$O/logs/probe_recall.log" "$PY" src/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv" \
+    run "$O/logs/probe_recall.log" "$O/probe_recall.json" "$PY" src/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv" \
       --json_path "$O/probe_recall.json"
   }
   local seconds=$((SECONDS - started))
@@ -239,8 +209,8 @@ demo() {
   printf "  %-34s %s\n" "most common place baseline" "${acc[0]}"
   printf "  %-34s %s\n" "$variant without pretraining" "${acc[1]}"
   printf "  %-34s %s\n" "$variant pretrained + finetuned" "${acc[2]}"
-  printf "  %-34s %s\n" "pretrained, recalled from own line" \
-    "$(sed -n 's/^own line *\([0-9]*\)\/\([0-9]*\) .*/\1 out of \2/p' "$O/logs/probe_recall.log")"
+  printf "  %-34s %s\n" "pretrained, recalled from own line" "$("$PY" -c 'import json, sys
+print("{} out of {}".format(*json.load(open(sys.argv[1]))["own line"]))' "$O/probe_recall.json")"
 }
 
 # the demo at 1 wiki line per person and at DEMO_BIOS (3), on the same number of training examples
@@ -264,7 +234,7 @@ cpu_real() {
   OUT_DIR=$O LOGS=$O/logs VARIANTS=vanilla RUN_ARGS="$CPU_REAL_ARGS --resume --tb_expt_name cpu_real ${RUN_ARGS:-}" all
   # is the dev people's birth place in the pretrained model, and from which prompts? (README, Results)
   [ -f "$O/probe_recall.json" ] && [ "$O/vanilla.pretrain.params" -ot "$O/probe_recall.json" ] ||
-    run "$O/logs/probe_recall.log" "$PY" src/probe_recall.py "$O/vanilla.pretrain.params" "$D/wiki.txt" \
+    run "$O/logs/probe_recall.log" "$O/probe_recall.json" "$PY" src/probe_recall.py "$O/vanilla.pretrain.params" "$D/wiki.txt" \
       "$D/birth_dev.tsv" --json_path "$O/probe_recall.json"
   echo
   echo "cpu_real results (dev set, $CPU_REAL_ARGS, $(nproc) CPU cores; this invocation took $((SECONDS - started)) s):"
@@ -302,28 +272,38 @@ bench_row() {  # NAME BENCH_ARGS...: two fast/plain pairs into $RESULTS/bench/NA
 while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
   case "$1" in
     --synthetic) SYNTHETIC=1 ;;
-    --course) [ $# -gt 1 ] || { echo "error: --course needs cs224n or xcs224n" >&2; exit 2; }; COURSE=$2; shift ;;
+    --course) [ $# -gt 1 ] || { echo "error: --course needs a name (src/course.py)" >&2; exit 2; }; COURSE=$2; shift ;;
     --course=*) COURSE=${1#--course=} ;;
     *) echo "error: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
-case "$COURSE" in
-  cs224n) ;;
-  xcs224n) VARIANTS="vanilla synthesizer" ;;  # the XCS224N handout's runs
-  *) echo "error: unknown course '$COURSE' (cs224n or xcs224n)" >&2; exit 2 ;;
-esac
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
+# TARGET|all [compile|no-compile] [BACKEND]: torch.compile for the training runs, with its backend
+WORDS="$*" TRAIN_ARGS=""
+train_words() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      compile) TRAIN_ARGS="$TRAIN_ARGS --compile" ;;
+      no-compile) ;;
+      inductor|aot_eager|cudagraphs) TRAIN_ARGS="$TRAIN_ARGS --backend $1" ;;
+      *) echo "error: '$1' after $cmd: expected compile, no-compile or a backend (inductor, aot_eager, cudagraphs)" >&2
+         exit 2 ;;
+    esac
+    shift
+  done
+}
 case "$cmd" in
   help|-h) help ;;
   setup) setup ;;
   test) setup "$TEST_MODULES"; exec "$PY" -m pytest -q tests "$@" ;;
   demo) setup; demo "$@" ;;
   demo-augmentation) setup "$RUN_MODULES matplotlib"; demo_augmentation "$@" ;;
-  report) setup; exec "$PY" src/report.py --logs "$RESULTS/logs" --out "$RESULTS" "$@" ;;
-  all) setup; all ;;
+  report) setup; L="$RESULTS/logs"; [ "$COURSE" = cs224n ] || L="$L/$COURSE"
+    exec "$PY" src/report.py --course "$COURSE" --logs "$L" --demos "$RESULTS" --out "$RESULTS" "$@" ;;
+  all) train_words "$@"; setup; all ;;
   cpu_real) setup; cpu_real ;;
   bench) setup; bench ;;
-  *) setup; target "$cmd" ;;
+  *) train_words "$@"; setup; target "$cmd" ;;
 esac

@@ -9,8 +9,8 @@ Each measurement prints ONE JSON object on stdout (notes go to stderr), with `wh
 `variant`, `device`, `path` ("fast" or "plain"), the figure, its context, and the peak
 memory so far (`peak_rss_mib`; on CUDA also `peak_cuda_allocated_mib`).
 
-train  optimizer steps of the full recipe shape by default (batch 128, block 128, 4/8/256,
-       AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
+train  optimizer steps of the full recipe shape by default (course.RECIPE's pretraining batch and block, the
+       model's default sizes, AdamW, grad clip 1.0), timed after warm-up steps, data preparation included.
        fast: what run.py trains with (speed.py): fused attention, CorruptionBatches on the
        device, fused AdamW, bf16 autocast on CUDA and on CPUs with AMX (--fp32: not; --bf16:
        on any), TF32 on CUDA, only the real tokens computed (packing.py). plain: plain attention,
@@ -25,7 +25,7 @@ eval   decoding.predict_places on a dev file. plain: batched=False (the course's
 
 --pairs measures the fast and the plain path in turn, --repeat times each (fast first), each in a
 process of its own, and ends with a summary object (`summary: true`): both paths' figures, each
-pair's ratio, the ratio of the means. Alternating pairs in one run is how the README's speed table
+pair's ratio, the ratio of the means. Alternating pairs in one run is how the speed table (docs/performance.md)
 is measured: a shared machine's speed drifts, so ratios of runs made minutes apart mislead.
 
 Without --corpus and --dev, both are the synthetic ones (data/make_synthetic_corpus.py), made
@@ -46,10 +46,10 @@ import time
 import torch
 
 import speed
-
+from course import RECIPE
 from dataset import CharCorruptionDataset
 from decoding import predict_places
-from model import GPT, VARIANTS, config_for_variant
+from model import GPT, VARIANTS, GPTConfig, config_for_variant
 from packing import needed_lengths
 from params import load_model, model_description, read_state_dict
 from trainer import Trainer, TrainerConfig, data_loader
@@ -69,11 +69,13 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed steps/batches first (train: 5 on CUDA, 2 on CPU; data: 5), "
                         "questions for eval (8)")
-    p.add_argument("--batch_size", type=int, default=None, help="default 128 (train, data), 256 (eval)")
-    for name, default in (("block_size", 128), ("n_layer", 4), ("n_head", 8), ("n_embd", 256)):
-        p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--dropout", type=float, default=0.1, help="train: the model's dropout (the recipe's 0.1)")
-    p.add_argument("--bottleneck_dim", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=None,
+                   help=f"default {RECIPE.pretrain_batch_size} (train, data), 256 (eval)")
+    p.add_argument("--block_size", type=int, default=RECIPE.block_size)
+    for name in ("n_layer", "n_head", "n_embd"):
+        p.add_argument(f"--{name}", type=int, default=getattr(GPTConfig, name))
+    p.add_argument("--dropout", type=float, default=GPTConfig.embd_pdrop, help="train: the model's dropout")
+    p.add_argument("--bottleneck_dim", type=int, default=RECIPE.bottleneck_dim)
     p.add_argument("--questions", type=int, default=500, help="eval: questions decoded (the first N of the file)")
     p.add_argument("--params", default=None, help="eval: a params file (sizes and vocabulary from it)")
     p.add_argument("--corpus", default=None, help="pretraining corpus (default: synthetic, made on the fly)")
@@ -181,11 +183,11 @@ def timed(step, warmup, steps, device):
 
 
 def bench_data(args, setup, corpus):
-    """The batches the trainer gets: speed.Speed.configure's CorruptionBatches, or on the plain path
+    """The batches the trainer gets: speed.Speed.trainer_options' CorruptionBatches, or on the plain path
     trainer.data_loader over CharCorruptionDataset, moved to the device."""
     dataset = CharCorruptionDataset(corpus, args.block_size)
-    config = TrainerConfig(batch_size=args.batch_size or 128)
-    setup.configure(config, dataset)
+    batch_size = args.batch_size or RECIPE.pretrain_batch_size
+    config = TrainerConfig(batch_size=batch_size, **setup.trainer_options(dataset, batch_size))
     loader = config.train_loader or data_loader(dataset, config, setup.device)
     batches = batches_forever(loader, dataset, config.batch_size)
     steps, warmup = args.steps or 200, 5 if args.warmup is None else args.warmup
@@ -213,16 +215,16 @@ def model_config(args, vocab_size, fast):
 
 
 def bench_train(args, setup, corpus):
-    """Trainer.train_step itself, with the fast paths run.py gives the trainer (speed.Speed.configure)."""
+    """Trainer.train_step itself, with the fast paths run.py gives the trainer (speed.Speed.trainer_options)."""
     device, cuda = setup.device, setup.device.type == "cuda"
     dataset = CharCorruptionDataset(corpus, args.block_size)
-    batch_size = args.batch_size or 128
+    batch_size = args.batch_size or RECIPE.pretrain_batch_size
     steps = args.steps or (20 if cuda else 5)
     # on the CPU the first two steps are still slow (allocator, kernel selection): both untimed
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     model = GPT(model_config(args, dataset.vocab_size, setup.fused_attention))
-    config = TrainerConfig(learning_rate=6e-3, batch_size=batch_size)
-    setup.configure(config, dataset)
+    config = TrainerConfig(learning_rate=RECIPE.pretrain_lr, batch_size=batch_size,
+                           **setup.trainer_options(dataset, batch_size))
     trainer = Trainer(model, dataset, None, config)
     trainer.prepare()
     batches = batches_forever(trainer.train_loader, dataset, batch_size)

@@ -14,7 +14,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from course import CS224N, COURSES, get_course
+from course import CS224N, COURSES, RECIPE, get_course
 from utils import UserError, parse_qa, read_text, run_script
 
 PAD_CHAR = "\u25A1"  # "□", id 0: padding, ignored by the loss
@@ -152,7 +152,7 @@ def main(course="cs224n"):
     parser.add_argument("--corpus_path", default=None, help="pretraining corpus (default: wiki.txt)")
     parser.add_argument("--finetune_corpus_path", default=None,
                         help="question<TAB>answer file for namedata (default: birth_places_train.tsv)")
-    parser.add_argument("--block_size", type=int, default=128)
+    parser.add_argument("--block_size", type=int, default=RECIPE.block_size)
     parser.add_argument("--examples", type=int, default=4)
     args = parser.parse_args()
     corpus_path = args.corpus_path or find_data_file("wiki.txt")

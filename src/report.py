@@ -1,77 +1,50 @@
 """
-Results of the runs: a markdown table, JSON and loss plots from run.sh's logs and TensorBoard.
+Results of the runs: a markdown table, JSON and loss plots, from what the runs record.
 
-    python src/report.py [--logs results/logs] [--demos results] [--runs expt] [--out results]
-    ./run.sh report                        # the same, with run.sh's RESULTS_DIR
+    python src/report.py [--course C] [--logs results/logs] [--demos results] [--runs expt] [--out results]
+    ./run.sh report                        # the same, with run.sh's RESULTS_DIR and --course
 
-Reads the run logs (results/logs/TARGET.log from `./run.sh TARGET`, results/demo-*/logs/STEP.log from each
-`./run.sh demo [VARIANT] [OPTIONS]`) for their commands and errors, the JSON each command wrote beside its
-output (PARAMS.json, PREDICTIONS.json: the figures), and the TensorBoard event files under expt/ (tags
-train/loss and train/lr), and writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one figure per
-phase, one line per run). Each demo is named by its directory, e.g. demo-vanilla-shared_qk. Runs that are
-missing or failed show as '—'.
+run.sh records how each run went beside its log (LOG.json: the command, its output, its exit status), and each
+run writes its figures beside its output (PARAMS.json, PREDICTIONS.json: variant, model, device, time,
+accuracy, options). This reads those records for the assignment's runs (src/runs.py's table: LOGS/TARGET.json)
+and each demo (DEMOS/demo-*/logs/STEP.json), and the TensorBoard event files under expt/ (train/loss,
+train/lr); it writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one figure per phase, one line
+per run). Runs that are missing or failed show as '—'.
 """
 import argparse
 import datetime
 import glob
 import json
 import os
-import re
 import sys
 
+import runs as pipeline
 from utils import atomic_write_text
 
-VARIANTS = ("vanilla", "rope", "perceiver", "synthesizer")
 DASH = "—"
-
-# ---------------------------------------------------------------- reading one run
-
-# a failed run writes no results: its log's last error line says why
-ERROR = re.compile(r"^(?:[\w.]+: )?error: |^Traceback |^\w*(?:Error|Exception)\b|^interrupted(?:$|: )")
-# the figures of a run that parse_log takes from the JSON its command wrote
+# the figures of a run that read_run takes from the record its command wrote
 FIGURES = ("device", "dtype", "variant", "parameters", "correct", "total", "percent", "place", "predictions", "corpus")
 
 
-def option(command, name, default=None):
-    """The value of --name in a logged command line, or default."""
-    m = re.search(rf"--{name} (\S+)", command or "")
-    return m[1] if m else default
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, TypeError, ValueError):  # not written: the run failed, or it is older than these records
+        return None
 
 
-def results_path(command):
-    """The JSON that the logged command wrote beside its output: run.py's PARAMS.json (pretrain,
-    finetune) or OUTPUTS.json (evaluate), london_baseline.py's OUTPUTS.json."""
-    if re.search(r"\blondon_baseline\.py\b", command):
-        return option(command, "outputs_path", "london_baseline_accuracy.txt") + ".json"
-    m = re.search(r"\brun\.py (\w+)", command)
-    out = option(command, "outputs_path" if m and m[1] == "evaluate" else "writing_params_path")
-    return out + ".json" if m and out else None
-
-
-def parse_log(path):
-    """One run: the command and errors from its log (run.sh writes '+ command' first), its figures
-    (device, model size, training time, accuracy) from the JSON the command wrote."""
+def read_run(path):
+    """One run from run.sh's record of it (LOG.json) and the record its command wrote beside its output."""
     info = dict.fromkeys(("log", "command", "results", "bottleneck_dim", "seconds", "phase", "error") + FIGURES)
-    info["log"] = path
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError as e:
-        info["error"] = f"cannot read: {e}"
-        return info
-    for line in re.split(r"[\r\n]+", text):  # progress bars rewrite their line with '\r'
-        line = line.strip()
-        if line.startswith("+ ") and info["command"] is None:
-            info["command"] = line[2:]
-        elif ERROR.match(line):
-            info["error"] = line  # the last one wins: a traceback ends with the exception
-    m = re.search(r"\brun\.py \w+ (\w+)", info["command"] or "")
-    info["variant"] = m[1] if m else None
-    info["results"] = results_path(info["command"] or "")
-    try:
-        with open(info["results"], encoding="utf-8") as f:
-            found = json.load(f)
-    except (OSError, TypeError, ValueError):  # not written: the run failed, or it is older than these files
+    info["log"] = path[:-len(".json")] + ".log"
+    status = read_json(path) or {}
+    info["command"] = " ".join(status.get("command", []))
+    if status.get("exit_status"):
+        info["error"] = f"exit status {status['exit_status']} (see {info['log']})"
+    info["results"] = status["output"] + ".json" if status.get("output") else None
+    found = read_json(info["results"])
+    if found is None:
         return info
     for key in FIGURES:
         info[key] = found.get(key, info[key])
@@ -83,16 +56,14 @@ def parse_log(path):
 
 # ---------------------------------------------------------------- the runs of run.sh and of the demo
 
-def assignment_runs():
-    """[(run name, variant, pretrained, {step: log name})] for the runs of ./run.sh TARGET."""
-    runs = [("vanilla, no pretraining", "vanilla", False,
-             {"finetune": "vanilla_finetune_without_pretrain", "dev": "vanilla_eval_dev_without_pretrain",
-              "test": "vanilla_eval_test_without_pretrain"})]
-    for v in VARIANTS:
-        runs.append((f"{v}, pretrained", v, True,
-                     {"pretrain": f"{v}_pretrain", "finetune": f"{v}_finetune_with_pretrain",
-                      "dev": f"{v}_eval_dev_with_pretrain", "test": f"{v}_eval_test_with_pretrain"}))
-    return runs
+def assignment_runs(course=pipeline.CS224N):
+    """[(run name, variant, pretrained, {step: target})] for the runs of ./run.sh TARGET (src/runs.py)."""
+    grouped = {}
+    for run in pipeline.assignment_runs(course):
+        if run.variant is not None:
+            grouped.setdefault((run.variant, run.pretrained), {})[run.step] = run.name
+    return [(f"{v}, pretrained" if pretrained else f"{v}, no pretraining", v, pretrained, steps)
+            for (v, pretrained), steps in grouped.items()]
 
 
 def demo_runs(logs):
@@ -107,13 +78,13 @@ def demo_runs(logs):
 
 
 def read_logs(logs_dir):
-    """{log name: parse_log(...)} for the NAME.log files in logs_dir."""
-    return {os.path.basename(p)[:-len(".log")]: parse_log(p)
-            for p in sorted(glob.glob(os.path.join(logs_dir, "*.log")))}
+    """{run name: read_run(...)} for the runs recorded in logs_dir (NAME.json beside NAME.log)."""
+    return {os.path.basename(p)[:-len(".json")]: read_run(p)
+            for p in sorted(glob.glob(os.path.join(logs_dir, "*.json")))}
 
 
 def find_demos(demos_dir):
-    """{demo name: (its logs directory, its logs)}: one per demos_dir/demo-*/logs/, named by its
+    """{demo name: (its logs directory, its runs)}: one per demos_dir/demo-*/logs/, named by its
     directory (demo-vanilla, demo-vanilla-shared_qk)."""
     found = {os.path.basename(os.path.dirname(d)): (d, read_logs(d))
              for d in glob.glob(os.path.join(demos_dir, "demo-*", "logs"))}
@@ -292,11 +263,12 @@ def markdown(report, out_dir):
     return "\n".join(lines)
 
 
-def build_report(logs_dir, runs_dir, out_dir, demos_dir):
+def build_report(logs_dir, runs_dir, out_dir, demos_dir, course=pipeline.CS224N):
     """What results.json holds; writes the loss plots into out_dir."""
     logs = read_logs(logs_dir)
-    known = {log for *_, steps in assignment_runs() for log in steps.values()} | {"london_baseline"}
-    assignment = {"runs": summarize(assignment_runs(), logs), "london_baseline": baseline(logs, "london_baseline")}
+    table = assignment_runs(course)
+    known = {log for *_, steps in table for log in steps.values()} | {"london_baseline"}
+    assignment = {"runs": summarize(table, logs), "london_baseline": baseline(logs, "london_baseline")}
     demos = {name: {"logs_dir": d, "runs": summarize(demo_runs(found), found), "baseline": baseline(found, "baseline")}
              for name, (d, found) in find_demos(demos_dir).items()}
     return {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "logs_dir": logs_dir,
@@ -306,7 +278,9 @@ def build_report(logs_dir, runs_dir, out_dir, demos_dir):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
-    p.add_argument("--logs", default=os.path.join("results", "logs"), help="run logs (default results/logs)")
+    p.add_argument("--course", choices=list(pipeline.COURSES), default=pipeline.CS224N.name, help="whose runs")
+    p.add_argument("--logs", default=os.path.join("results", "logs"),
+                   help="where run.sh's logs and records are (default results/logs)")
     p.add_argument("--demos", help="where the demo-*/logs/ of ./run.sh demo are (default: the parent of --logs)")
     p.add_argument("--runs", default="expt", help="TensorBoard runs: PHASE/NAME/events.* (default expt)")
     p.add_argument("--out", default="results", help="where README.md, results.json and the PNGs go")
@@ -323,7 +297,7 @@ def main(argv=None):
         return None
     demos = args.demos or os.path.normpath(os.path.join(args.logs, os.pardir))
     os.makedirs(args.out, exist_ok=True)
-    report = build_report(args.logs, args.runs, args.out, demos)
+    report = build_report(args.logs, args.runs, args.out, demos, args.course)
     readme, js = os.path.join(args.out, "README.md"), os.path.join(args.out, "results.json")
     atomic_write_text(readme, markdown(report, args.out))
     atomic_write_text(js, json.dumps(report, indent=2) + "\n")

@@ -25,19 +25,19 @@ import time
 
 import distributed
 import speed
-from course import COURSES
+from course import COURSES, RECIPE
 from dataset import CharCorruptionDataset, NameDataset, build_vocab
 from decoding import encode_question, predict_places
 from model import EXPERIMENTS, GPT, POSITION_EMBEDDINGS, VARIANTS, GPTConfig, config_for_variant
 from params import describe_model, load_model, save_params
 from checkpoint import Interrupted
-from trainer import Trainer
+from trainer import Trainer, TrainerConfig
 from utils import (UserError, atomic_write_text, check_output_dir, count_correct, read_qa, read_text, resolve_device,
                    set_seed)
 
-# the options that describe the model, with their defaults: the recipe's block and bottleneck (SPEC §7),
+# the options that describe the model, with their defaults: the recipe's block and bottleneck,
 # GPTConfig's sizes and switches
-MODEL_OPTIONS = {"block_size": 128, "bottleneck_dim": 32,
+MODEL_OPTIONS = {"block_size": RECIPE.block_size, "bottleneck_dim": RECIPE.bottleneck_dim,
                  **{name: getattr(GPTConfig, name) for name in ("n_layer", "n_head", "n_embd", *EXPERIMENTS)}}
 
 
@@ -77,8 +77,8 @@ def parse_args(argv=None):
     p.add_argument("--finetune_corpus_path", default=None)
     p.add_argument("--eval_corpus_path", default=None)
     p.add_argument("--outputs_path", default=None)
-    p.add_argument("--pretrain_lr", type=float, default=6e-3)
-    p.add_argument("--finetune_lr", type=float, default=6e-4)
+    p.add_argument("--pretrain_lr", type=float, default=RECIPE.pretrain_lr)
+    p.add_argument("--finetune_lr", type=float, default=RECIPE.finetune_lr)
     p.add_argument("--bottleneck_dim", type=int, default=None, help="the perceiver's latent slots (default 32)")
     p.add_argument("--tb_expt_name", default="run", help="TensorBoard run name under expt/")
     p.add_argument("--course", choices=list(COURSES), default="cs224n",
@@ -91,10 +91,12 @@ def parse_args(argv=None):
     for name in ("block_size", "n_layer", "n_head", "n_embd"):
         p.add_argument(f"--{name}", type=int, default=None, help=f"default {MODEL_OPTIONS[name]}")
     p.add_argument("--dropout", type=float, default=0.1, help="embedding, residual and attention dropout")
-    p.add_argument("--pretrain_epochs", type=int, default=650)
+    p.add_argument("--pretrain_epochs", type=int, default=RECIPE.pretrain_epochs)
     p.add_argument("--finetune_epochs", type=int, default=None,
-                   help="default 75 from scratch, 10 from --reading_params_path")
-    p.add_argument("--batch_size", type=int, default=None, help="default 128 pretrain, 256 finetune")
+                   help=f"default {RECIPE.finetune_epochs_from_scratch} from scratch, "
+                        f"{RECIPE.finetune_epochs_pretrained} from --reading_params_path")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help=f"default {RECIPE.pretrain_batch_size} pretrain, {RECIPE.finetune_batch_size} finetune")
     p.add_argument("--num_workers", type=int, default=None, help="data loader workers (default 4 on CUDA, else 0)")
     p.add_argument("--plain", action="store_true",
                    help="turn every speed feature off: plain attention, fp32, one-by-one decoding, "
@@ -203,24 +205,24 @@ def require(value, flag, function):
     return value
 
 
-def train(model, dataset, config, setup, args, itos):
-    """Train, then write the params and the run's record beside them (PARAMS.json) and drop the
-    resumable checkpoint that is no longer needed."""
+def train(model, dataset, schedule, setup, args, itos):
+    """Train on the course's schedule (a dict of TrainerConfig fields) with the speed decisions of setup, then
+    write the params and the run's record beside them (PARAMS.json) and drop the resumable checkpoint."""
     out = require(args.writing_params_path, "--writing_params_path", args.function)
     check_output_dir(out, "--writing_params_path")  # before training, not after
-    config.resume_path, config.resume = out + ".ckpt", args.resume
-    config.save_every, config.save_every_minutes = args.save_every, args.save_every_minutes
-    config.writer = tensorboard_writer(args)
-    if args.resume and not os.path.exists(config.resume_path):
-        print(f"--resume: no checkpoint at {config.resume_path}, starting from the beginning", flush=True)
-    setup.configure(config, dataset)
+    resume_path = out + ".ckpt"
+    if args.resume and not os.path.exists(resume_path):
+        print(f"--resume: no checkpoint at {resume_path}, starting from the beginning", flush=True)
+    config = TrainerConfig(**schedule, **setup.trainer_options(dataset, schedule["batch_size"]),
+                           writer=tensorboard_writer(args), resume_path=resume_path, resume=args.resume,
+                           save_every=args.save_every, save_every_minutes=args.save_every_minutes, desc=args.function)
     started = time.time()
     trainer = Trainer(model, dataset, None, config)
     try:
         trainer.train()
     except Interrupted as e:
-        if os.path.exists(config.resume_path):  # the trainer saved where it stood
-            raise Interrupted(f"training state saved to {config.resume_path}; run the same command "
+        if os.path.exists(resume_path):  # the trainer saved where it stood
+            raise Interrupted(f"training state saved to {resume_path}; run the same command "
                               f"with --resume to continue", e.signum) from None
         raise
     finally:
@@ -237,8 +239,8 @@ def train(model, dataset, config, setup, args, itos):
         else None, finetune_corpus=args.finetune_corpus_path if finetuning else None, seconds=seconds,
         final_loss=trainer.loss, steps=trainer.step, tokens=trainer.tokens, epochs=config.max_epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate)) + "\n")
-    if os.path.exists(config.resume_path):
-        os.remove(config.resume_path)
+    if os.path.exists(resume_path):
+        os.remove(resume_path)
     print(f"params written to {out}")
 
 
@@ -246,25 +248,23 @@ def run_record(args, setup, model, **figures):
     """What a run did, for other tools (report.py, augmentation_report.py): written as JSON beside its output."""
     description = {k: v for k, v in describe_model(model, []).items() if k != "vocab"}
     return {"function": args.function, "variant": args.variant, "corpus": args.pretrain_corpus_path,
-            "model": description, "parameters": sum(p.numel() for p in model.parameters()),
+            "options": vars(args), "model": description, "parameters": sum(p.numel() for p in model.parameters()),
             "device": setup.device_name(), "dtype": setup.dtype_name(), **figures}
 
 
 def pretrain(args, setup, pretrain_dataset, model):
-    config = pretrain_dataset.course.pretrain_config(
-        len(pretrain_dataset), args.block_size, max_epochs=args.pretrain_epochs, batch_size=args.batch_size or 128,
-        learning_rate=args.pretrain_lr, desc="pretrain")
-    train(model, pretrain_dataset, config, setup, args, pretrain_dataset.itos)
+    schedule = pretrain_dataset.course.pretrain_schedule(len(pretrain_dataset), args.block_size,
+                                                         args.pretrain_epochs, args.batch_size, args.pretrain_lr)
+    train(model, pretrain_dataset, schedule, setup, args, pretrain_dataset.itos)
 
 
 def finetune(args, setup, pretrain_dataset, model):
     path = require(args.finetune_corpus_path, "--finetune_corpus_path", "finetune")
     finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
-    config = pretrain_dataset.course.finetune_config(
-        len(pretrain_dataset), args.block_size, pretrained=bool(args.reading_params_path),
-        max_epochs=args.finetune_epochs, batch_size=args.batch_size or 256, learning_rate=args.finetune_lr,
-        desc="finetune")
-    train(model, finetune_dataset, config, setup, args, pretrain_dataset.itos)
+    schedule = pretrain_dataset.course.finetune_schedule(len(pretrain_dataset), args.block_size,
+                                                         bool(args.reading_params_path), args.finetune_epochs,
+                                                         args.batch_size, args.finetune_lr)
+    train(model, finetune_dataset, schedule, setup, args, pretrain_dataset.itos)
 
 
 def evaluate(args, setup, pretrain_dataset, model):

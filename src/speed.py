@@ -79,21 +79,16 @@ class Speed:
                 f"freed memory kept: {on(self.kept_freed_memory)} | real tokens only: {on(self.real_tokens)} | "
                 f"torch.compile: {compiled}")
 
-    def configure(self, trainer_config, dataset):
-        """Give trainer_config these fast paths (read when training starts), and for span corruption
+    def trainer_options(self, dataset, batch_size):
+        """These fast paths as TrainerConfig fields, for a config of batch_size on dataset; for span corruption
         the batched loader: whole batches corrupted at once with tensor ops on the training device, not
         example by example in Python; each rank of a distributed run builds its share of every step."""
-        trainer_config.device = self.device
-        trainer_config.amp_dtype = self.amp_dtype
-        trainer_config.fused_adamw = self.fused_adamw
-        trainer_config.num_workers = self.num_workers
-        trainer_config.log_every = 10 if self.device.type == "cuda" else 1  # each read-out syncs with the GPU
-        trainer_config.compile = self.compile
-        trainer_config.real_tokens = self.real_tokens
-        if self.batched_corruption and isinstance(dataset, CharCorruptionDataset):
-            trainer_config.train_loader = CorruptionBatches(dataset, trainer_config.batch_size, device=self.device,
-                                                            rank=distributed.rank(),
-                                                            world_size=distributed.world_size())
+        batched = self.batched_corruption and isinstance(dataset, CharCorruptionDataset)
+        return dict(device=self.device, amp_dtype=self.amp_dtype, fused_adamw=self.fused_adamw,
+                    num_workers=self.num_workers, compile=self.compile, real_tokens=self.real_tokens,
+                    log_every=10 if self.device.type == "cuda" else 1,  # each read-out syncs with the GPU
+                    train_loader=CorruptionBatches(dataset, batch_size, device=self.device, rank=distributed.rank(),
+                                                   world_size=distributed.world_size()) if batched else None)
 
 
 def on(flag):

@@ -45,7 +45,7 @@ class TrainerConfig:
     save_every: int = 0
     save_every_minutes: float = 0
     resume: bool = False
-    # the project's own settings (speed.py sets them)
+    # the project's own settings (speed.Speed.trainer_options gives them)
     train_loader: Any = None  # batches (x, y) with __len__ instead of a DataLoader (corruption.CorruptionBatches)
     device: Any = None  # None: wherever the model is
     amp_dtype: Optional[torch.dtype] = None  # e.g. torch.bfloat16 to train under autocast
@@ -115,8 +115,7 @@ class Trainer:
         self.saved_at = None  # time.monotonic() of the last resumable checkpoint, for save_every_minutes
 
     def prepare(self):
-        """Optimizer, batches and the model as trained, from the config as it is now (speed.Speed.configure
-        may have set it after construction); the checkpoint's state when resuming (see checkpoint.load)."""
+        """Optimizer, batches and the model as trained; the checkpoint's state when resuming (checkpoint.load)."""
         cfg = self.config
         self.optimizer = make_optimizer(self.model, cfg)
         self.train_loader = cfg.train_loader or data_loader(self.train_dataset, cfg, self.device)
@@ -192,18 +191,21 @@ class Trainer:
         calls (and on a new batch shape); if that fails (no C++ compiler, an unsupported op),
         training goes on with the eager model, from this same batch."""
         try:
-            with self.autocast():
-                _, loss = self.train_model(x, y, packed=True) if self.real_tokens else self.train_model(x, y)
-            self.train_model.zero_grad(set_to_none=True)
-            loss.backward()
-            return loss
+            return self.loss_and_gradients(self.train_model, x, y)
         except Exception as e:  # noqa: BLE001 - any failure of the compiled model means "run it eagerly"
             if self.train_model is self.eager:
                 raise
             print(f"torch.compile failed ({type(e).__name__}: {str(e)[:300]}); training the eager model",
                   flush=True)
             self.train_model = self.eager
-            return self.forward_backward(x, y)
+            return self.loss_and_gradients(self.eager, x, y)
+
+    def loss_and_gradients(self, model, x, y):
+        with self.autocast():
+            _, loss = model(x, y, packed=True) if self.real_tokens else model(x, y)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
 
     def autocast(self):
         """Where the model runs: under torch.autocast to config.amp_dtype, or as it is (None)."""

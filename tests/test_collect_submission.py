@@ -1,10 +1,11 @@
 """
-collect_submission.sh: zips exactly src/ (no caches) and the files of the chosen year's handout,
-refuses with the list of what is missing, and zips what there is with --allow-partial.
+collect_submission.sh: zips exactly src/ (no caches) and the files of the chosen year's handout or XCS224N
+cohort, refuses with the list of what is missing, and zips what there is with --allow-partial.
 """
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -31,7 +32,9 @@ EXPECTED["all"] = sorted(set().union(*EXPECTED.values()))
 
 
 def collect(*args, script=SCRIPT):
-    return subprocess.run([script, *args], capture_output=True, text=True, timeout=60)
+    # PYTHON: this interpreter, also for a copy of the repository without .venv
+    return subprocess.run([script, *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHON=sys.executable))
 
 
 def src_files(root):
@@ -113,14 +116,19 @@ def test_unknown_year_is_an_error(tmp_path):
     assert result.returncode != 0 and "2022" in result.stderr
 
 
-# ----------------------------------------------------------------------------- XCS224N (SPEC §11)
+# ----------------------------------------------------------------------------- XCS224N's two cohorts
 
 XCS_CODE = [f"src/submission/{name}.py" for name in
             ("__init__", "attention", "dataset", "helper", "model", "trainer", "utils")]
-XCS_OUTPUTS = EXPECTED["2021"][:3] + ["vanilla.pretrain.params", "vanilla.finetune.params",
-                                      "vanilla.pretrain.dev.predictions", "vanilla.pretrain.test.predictions",
-                                      "synthesizer.pretrain.params", "synthesizer.finetune.params",
-                                      "synthesizer.pretrain.dev.predictions", "synthesizer.pretrain.test.predictions"]
+
+
+def xcs_outputs(variant):
+    """The outputs of a cohort whose second variant is this one: vanilla's, then the variant's."""
+    return EXPECTED["2021"][:3] + [f"{v}.{suffix}" for v in ("vanilla", variant) for suffix in (
+        "pretrain.params", "finetune.params", "pretrain.dev.predictions", "pretrain.test.predictions")]
+
+
+XCS_OUTPUTS = xcs_outputs("synthesizer")
 
 
 def test_xcs_zips_its_handout_list_in_src_submission(outputs, tmp_path):
@@ -136,10 +144,27 @@ def test_xcs_zips_its_handout_list_in_src_submission(outputs, tmp_path):
         b"contents of synthesizer.pretrain.params\n"
 
 
+def test_xcs_2025_zips_the_rope_cohorts_files(outputs, tmp_path):
+    for name in ("rope.pretrain.params",):
+        (outputs / name).write_text(f"contents of {name}\n")
+    out = tmp_path / "xcs2025.zip"
+    result = collect("--course", "xcs224n-2025", "--dir", str(outputs), "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = set(zipfile.ZipFile(out).namelist())
+    assert names == src_files(ROOT) | {f"src/submission/{name}" for name in xcs_outputs("rope")}
+    assert not [n for n in names if "synthesizer." in n]
+
+
+# what the cohorts' file lists are read from (src/course.py's variants, through src/runs.py)
+LIST_MODULES = ["src/runs.py", "src/course.py", "src/model.py", "src/attention.py"]
+
+
 def test_xcs_outputs_default_to_src_submission_and_are_not_zipped_as_code(outputs, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(os.path.join(ROOT, "src", "submission"), repo / "src" / "submission",
                     ignore=shutil.ignore_patterns("__pycache__", "*.params", "*.predictions"))
+    for name in LIST_MODULES:
+        shutil.copy(os.path.join(ROOT, name), repo / name)
     for name in XCS_OUTPUTS[:-1]:
         shutil.copy(outputs / name, repo / "src" / "submission" / name)
     shutil.copy(SCRIPT, repo / "collect_submission.sh")
@@ -149,7 +174,7 @@ def test_xcs_outputs_default_to_src_submission_and_are_not_zipped_as_code(output
     assert "./run.sh --course xcs224n help" in result.stderr
     assert collect("--course", "xcs224n", "--allow-partial", script=script).returncode == 0
     names = zipfile.ZipFile(repo / "submission_xcs224n.zip").namelist()
-    assert sorted(names) == sorted(XCS_CODE + [f"src/submission/{name}" for name in XCS_OUTPUTS[:-1]])
+    assert sorted(names) == sorted(XCS_CODE + LIST_MODULES + [f"src/submission/{name}" for name in XCS_OUTPUTS[:-1]])
     # a CS224N zip leaves the XCS runs out: they are outputs, not code
     assert collect("--year", "2021", "--dir", str(outputs), script=script).returncode == 0
     names = zipfile.ZipFile(repo / "assignment5.zip").namelist()

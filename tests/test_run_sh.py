@@ -1,7 +1,8 @@
 """
-run.sh: its help lists every run of SPEC §9, `--synthetic all` completes on a tiny corpus and
-is idempotent, and a target without real data fails with a clear error; PYTHON (an interpreter
-used as it is) and OUT_DIR are honoured.
+run.sh: its help lists every run of the handouts (src/runs.py), `--synthetic all` completes on a tiny corpus
+and is idempotent, and a target without real data fails with a clear error; PYTHON (an interpreter
+used as it is) and OUT_DIR are honoured; each course (cs224n, xcs224n, xcs224n-2025) runs its own targets,
+and `compile` and a backend reach the training runs' command lines.
 
 Everything runs in tmp_path (SYNTHETIC_DIR, RESULTS_DIR, DATA_DIR) with a tiny model.
 """
@@ -69,10 +70,13 @@ def test_unknown_target_is_an_error(tmp_path):
     assert "unknown target" in result.stderr
 
 
-def interpreter(tmp_path, *flags):
-    """A PYTHON for run.sh: this test's interpreter (with flags), logging each call to tmp_path/calls."""
+def interpreter(tmp_path, *flags, dry=False):
+    """A PYTHON for run.sh: this test's interpreter (with flags), logging each call to tmp_path/calls;
+    dry: src/run.py calls are only logged (so a test sees the command lines run.sh builds)."""
     wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path / "calls"}"\nexec "{sys.executable}" {" ".join(flags)} "$@"\n')
+    skip = 'case "$1" in src/run.py) exit 0 ;; esac\n' if dry else ""
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path / "calls"}"\n{skip}'
+                       f'exec "{sys.executable}" {" ".join(flags)} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 
@@ -119,13 +123,20 @@ def test_synthetic_all_completes_and_is_idempotent(tmp_path):
     dev_questions = (tmp_path / "synthetic" / "birth_dev.tsv").read_text().splitlines()
     assert len((out / "perceiver.pretrain.dev.predictions").read_text().splitlines()) == len(dev_questions)
 
+    record = json.loads((tmp_path / "results" / "logs" / "rope_pretrain.json").read_text())
+    assert record["exit_status"] == 0 and record["output"] == str(out / "rope.pretrain.params")
+
     mtimes = {name: os.stat(out / name).st_mtime_ns for name in OUTPUTS}
     second = run_sh("--synthetic", "all", env=env, timeout=60)
     assert second.returncode == 0, second.stderr
-    lines = second.stdout.splitlines()
-    assert len(lines) == len(TARGETS)
-    assert all(line.startswith("up to date: ") for line in lines), second.stdout
+    assert "+ " not in second.stdout and "Nothing to be done" in second.stdout  # make ran nothing
     assert {name: os.stat(out / name).st_mtime_ns for name in OUTPUTS} == mtimes
+    # a newer input makes its runs, and only those, run again
+    os.utime(out / "rope.pretrain.params")
+    third = run_sh("--synthetic", "all", env=env)
+    assert third.returncode == 0, third.stderr
+    assert [line.split()[3:5] for line in third.stdout.splitlines() if line.startswith("+ ")] == [
+        ["finetune", "rope"], ["evaluate", "rope"], ["evaluate", "rope"]]
 
 
 def test_demo_passes_options_to_run_py(tmp_path):
@@ -170,7 +181,8 @@ XCS_SPELLINGS = ["vanilla_finetime_without_pretrain", "synthesizer_finetrain_wit
 def test_xcs_help_lists_its_runs_and_outputs_in_src_submission():
     result = run_sh("--course", "xcs224n", "help")
     assert result.returncode == 0, result.stderr
-    written = {line.split()[0]: line.split("->")[1].strip() for line in result.stdout.splitlines() if "->" in line}
+    listing = result.stdout.split("Targets of xcs224n:")[1]
+    written = {line.split()[0]: line.split("->")[1].strip() for line in listing.splitlines() if "->" in line}
     assert written["synthesizer_finetune_with_pretrain"] == "src/submission/synthesizer.finetune.params"
     assert written["vanilla_eval_test_without_pretrain"] == "src/submission/vanilla.nopretrain.test.predictions"
     assert "rope_pretrain" not in written and "perceiver_pretrain" not in written
@@ -205,6 +217,66 @@ def test_xcs_course_runs_pretrain_and_finetune_with_its_recipe(tmp_path):
     assert "--course xcs224n" in (logs / "synthesizer_pretrain.log").read_text()
     assert "--course xcs224n" in (logs / "synthesizer_finetune_with_pretrain.log").read_text()
     assert not (tmp_path / "results" / "logs" / "synthesizer_pretrain.log").exists()  # CS224N's logs untouched
+
+
+# the Fall 2025 cohort's targets (XCS224N's RoPE year), in the order of its handout
+XCS_2025 = ["vanilla_finetune_without_pretrain", "vanilla_eval_dev_without_pretrain",
+            "vanilla_eval_test_without_pretrain", "vanilla_pretrain", "vanilla_finetune_with_pretrain",
+            "vanilla_eval_dev_with_pretrain", "vanilla_eval_test_with_pretrain", "rope_pretrain",
+            "rope_finetune_with_pretrain", "rope_eval_dev_with_pretrain", "rope_eval_test_with_pretrain"]
+
+
+def test_xcs_2025_help_lists_its_rope_runs_in_src_submission():
+    result = run_sh("--course", "xcs224n-2025", "help")
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout.split("Targets of xcs224n-2025:")[1]
+    written = {line.split()[0]: line.split("->")[1].strip() for line in listing.splitlines() if "->" in line}
+    assert list(written) == ["london_baseline"] + XCS_2025
+    assert written["rope_finetune_with_pretrain"] == "src/submission/rope.finetune.params"
+    assert written["rope_eval_test_with_pretrain"] == "src/submission/rope.pretrain.test.predictions"
+
+
+def run_py_calls(tmp_path):
+    """The src/run.py command lines a dry interpreter logged, as lists of words."""
+    return [line.split() for line in (tmp_path / "calls").read_text().splitlines() if line.startswith("src/run.py")]
+
+
+def test_compile_and_backend_reach_the_training_runs_only(tmp_path):
+    """`all compile inductor` for the 2025 cohort: its targets in order, --compile --backend inductor on the
+    pretraining and finetuning runs, neither on the evaluations; no-compile (the default) adds nothing."""
+    env = dict(tiny_env(tmp_path), PYTHON=interpreter(tmp_path, dry=True))
+    result = run_sh("--synthetic", "--course", "xcs224n-2025", "all", "compile", "inductor", env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    calls = run_py_calls(tmp_path)
+    evaluate = {"eval_dev", "eval_test"}
+    assert [c[1:3] for c in calls] == [["finetune" if "finetune" in t else "evaluate" if any(
+        e in t for e in evaluate) else "pretrain", t.split("_")[0]] for t in XCS_2025]
+    for call in calls:
+        assert call[call.index("--course") + 1] == "xcs224n-2025"
+        trains = call[1] != "evaluate"
+        assert ("--compile" in call) == trains and (call[call.index("--backend") + 1] == "inductor") == trains \
+            if trains else "--backend" not in call
+    assert all(os.path.dirname(c[c.index("--writing_params_path") + 1]).endswith("synthetic/xcs224n-2025")
+               for c in calls if c[1] != "evaluate")
+    (tmp_path / "calls").unlink()
+    result = run_sh("--synthetic", "--course", "xcs224n-2025", "rope_pretrain", "no-compile", env=env)
+    assert result.returncode == 0, result.stderr
+    (call,) = run_py_calls(tmp_path)
+    assert "--compile" not in call and "--backend" not in call
+    assert run_sh("--synthetic", "rope_pretrain", "fast", env=env).returncode == 2  # not a word it knows
+
+
+def test_xcs_2025_rope_runs_pretrain_finetune_evaluate(tmp_path):
+    """The 2025 cohort's rope chain on the synthetic corpus, with its recipe (--course xcs224n-2025)."""
+    env = tiny_env(tmp_path)
+    for target in ("rope_pretrain", "rope_finetune_with_pretrain", "rope_eval_dev_with_pretrain"):
+        result = run_sh("--synthetic", "--course", "xcs224n-2025", target, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = tmp_path / "results" / "synthetic" / "xcs224n-2025"
+    record = json.loads((out / "rope.pretrain.dev.predictions.json").read_text())
+    assert record["variant"] == "rope" and record["total"] > 0
+    assert json.loads((out / "rope.pretrain.params.json").read_text())["options"]["course"] == "xcs224n-2025"
+    assert (tmp_path / "results" / "logs" / "xcs224n-2025" / "rope_pretrain.log").is_file()
 
 
 def test_bench_writes_every_speed_row_as_pairs_and_a_summary(tmp_path):

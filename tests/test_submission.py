@@ -156,10 +156,10 @@ def test_train_through_the_helper_writes_params_run_py_reads(corpus, tmp_path, c
     config, t = submission.pretrain(pretraining, 64, m)
     config.max_epochs, config.batch_size = 1, 8
     pretrained = tmp_path / "rope.pretrain.params"
-    submission.train(m, str(pretrained), t)
-    assert t.tokens == len(pretraining) * 63  # every document once
+    trained = submission.train(m, str(pretrained), t)
+    assert trained.tokens == len(pretraining) * 63  # every document once
     # the fast path on the device, with the XCS examples
-    x, y = next(iter(config.train_loader))
+    x, y = next(iter(trained.config.train_loader))
     assert all((row == pretraining.stoi[MASK]).sum() == 3 for row in torch.cat([x, y[:, -1:]], dim=1))
     state = read_state_dict(str(pretrained))
     assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
@@ -168,8 +168,9 @@ def test_train_through_the_helper_writes_params_run_py_reads(corpus, tmp_path, c
     config, t = submission.finetune(str(pretrained), corpus["train"], pretraining, 64, m)
     config.max_epochs = 1
     finetuned = tmp_path / "rope.finetune.params"
-    submission.train(m, str(finetuned), t)
-    assert finetuned.is_file() and config.num_workers == 0  # the course's 4 loader workers do not help on a CPU
+    trained = submission.train(m, str(finetuned), t)
+    # the course's 4 loader workers do not help on a CPU
+    assert finetuned.is_file() and config.num_workers == 4 and trained.config.num_workers == 0
     predictions = tmp_path / "rope.pretrain.dev.predictions"
     run.main(["evaluate", "rope", corpus["wiki"], "--reading_params_path", str(finetuned), "--eval_corpus_path",
               corpus["dev"], "--outputs_path", str(predictions), "--n_layer", "2", "--n_head", "2", "--n_embd", "16",

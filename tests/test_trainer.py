@@ -90,7 +90,7 @@ EPOCH = 2937 * 127
     ("xcs224n", 200, 5.999655e-03, 7.18e-4),  # a public XCS224N log: 5.999655e-03 after epoch 1, 7.18e-4 at 650
 ])
 def test_pretraining_schedule_of_each_course(course, final_epochs, after_epoch_1, after_epoch_650):
-    cfg = get_course(course).pretrain_config(2937, 128)
+    cfg = TrainerConfig(**get_course(course).pretrain_schedule(2937, 128))
     assert cfg.final_tokens == final_epochs * 2937 * 128  # xcs224n: 75,187,200
     assert (cfg.max_epochs, cfg.batch_size, cfg.learning_rate, cfg.warmup_tokens) == (650, 128, 6e-3, 10240)
     assert cfg.clamp_progress == (course == "cs224n")
@@ -99,8 +99,9 @@ def test_pretraining_schedule_of_each_course(course, final_epochs, after_epoch_1
 
 
 def test_unclamped_schedule_rises_again_after_final_tokens():
-    xcs, cs = get_course("xcs224n").pretrain_config(2937, 128), get_course("cs224n").pretrain_config(2937, 128)
-    cs.final_tokens = xcs.final_tokens  # the same schedule, clamped or not
+    xcs = TrainerConfig(**get_course("xcs224n").pretrain_schedule(2937, 128))
+    # the same schedule, clamped or not
+    cs = TrainerConfig(**{**get_course("cs224n").pretrain_schedule(2937, 128), "final_tokens": xcs.final_tokens})
     final, span = xcs.final_tokens, xcs.final_tokens - xcs.warmup_tokens
     assert learning_rate_at(xcs, final) == learning_rate_at(cs, final) == pytest.approx(6e-4)
     # the cosine climbs back over its 10% floor at progress 2 - acos(-0.8)/pi = 1.205
@@ -120,7 +121,7 @@ def test_unclamped_schedule_rises_again_after_final_tokens():
 @pytest.mark.parametrize("course", ["cs224n", "xcs224n"])
 @pytest.mark.parametrize("pretrained,epochs", [(False, 75), (True, 10)])
 def test_finetuning_recipe_of_each_course(course, pretrained, epochs):
-    cfg = get_course(course).finetune_config(2937, 128, pretrained=pretrained)
+    cfg = TrainerConfig(**get_course(course).finetune_schedule(2937, 128, pretrained=pretrained))
     assert (cfg.max_epochs, cfg.batch_size, cfg.learning_rate) == (epochs, 256, 6e-4)
     assert cfg.lr_decay and cfg.warmup_tokens == 10240 and cfg.final_tokens == 200 * 2937 * 128
     assert cfg.clamp_progress == (course == "cs224n")
@@ -372,9 +373,8 @@ def resumable_run(tmp_path, writer, resume=False, save_every=0, seed=0, batched=
     cfg = TrainerConfig(max_epochs=3, batch_size=4, learning_rate=3e-3, lr_decay=True, warmup_tokens=200,
                         final_tokens=3 * 10 * 31, num_workers=0, writer=writer,
                         resume_path=str(tmp_path / "state.ckpt"), save_every=save_every,
-                        save_every_minutes=save_every_minutes, resume=resume)
-    if batched:
-        cfg.train_loader = CorruptionBatches(dataset, 4)
+                        save_every_minutes=save_every_minutes, resume=resume,
+                        train_loader=CorruptionBatches(dataset, 4) if batched else None)
     t = Trainer(model, dataset, None, cfg)
     t.train()
     return model, t
