@@ -6,10 +6,11 @@
 #                                  OPT go to every src/run.py, e.g. the CS224N handout's experiments --shared_qk,
 #                                  --mask_after_softmax, --position_embedding sinusoidal (-> demo-vanilla-shared_qk/)
 #                                  DEMO_SEED=N seeds corpus and training (-> demo-vanilla-seedN/)
+#   ./run.sh demo-variants         the demo of every variant: results/demo-variants/variants.{md,json,png}
 #   ./run.sh demo-augmentation [V] the demo at 1 and at 3 wiki lines per person, same number of examples:
 #                                  results/demo-augmentation/augmentation.{md,json,png}
 #   ./run.sh test                  the pytest suite
-#   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the runs' records (src/report.py -h)
+#   ./run.sh report [OPTIONS]      results/README.md, results.json and loss plots from the runs' records (tools/report.py -h)
 #   ./run.sh bench                 the speed table (docs/performance.md), fast and plain in turn: results/bench/*.jsonl
 #   ./run.sh cpu_real              the real data's vanilla runs with a small model, about 2 h on 2 CPU cores:
 #                                  results/cpu_real/ (docs/experiments.md)
@@ -175,7 +176,7 @@ demo() {
   local small="--n_layer 2 --n_head 4 --n_embd 64 --dropout 0 --batch_size 32 --device cpu --seed $seed"
   small="$small --tb_expt_name demo $extra"
   local W="$D/wiki.txt" started=$SECONDS
-  cp "$D/corpus.json" "$O/corpus.json"  # which corpus this demo ran on, for src/augmentation_report.py
+  cp "$D/corpus.json" "$O/corpus.json"  # which corpus this demo ran on, for tools/demo_report.py
   # shellcheck disable=SC2086
   {
     run "$O/logs/baseline.log" "$O/baseline_accuracy.txt" "$PY" src/london_baseline.py --eval_corpus_path "$D/birth_dev.tsv" \
@@ -196,12 +197,14 @@ demo() {
       --reading_params_path "$O/finetune.params" --eval_corpus_path "$D/birth_dev.tsv" \
       --outputs_path "$O/pretrain.dev.predictions"
     # did pretraining store the dev people's birth places, and can other words lead to them? (README, Results)
-    run "$O/logs/probe_recall.log" "$O/probe_recall.json" "$PY" src/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv" \
+    run "$O/logs/probe_recall.log" "$O/probe_recall.json" "$PY" tools/probe_recall.py "$O/pretrain.params" "$W" "$D/birth_dev.tsv" \
       --json_path "$O/probe_recall.json"
   }
   local seconds=$((SECONDS - started))
+  echo "$seconds" > "$O/seconds.txt"
+  DEMO_DIR=$O  # for demo_variants
   local acc
-  mapfile -t acc < <("$PY" src/report.py --accuracy "$O/baseline_accuracy.txt.json" \
+  mapfile -t acc < <("$PY" tools/report.py --accuracy "$O/baseline_accuracy.txt.json" \
     "$O/nopretrain.dev.predictions.json" "$O/pretrain.dev.predictions.json")
   echo
   echo "Demo results ($variant${extra:+ $extra}, synthetic corpus of $people people x $bios lines, seed $seed," \
@@ -219,7 +222,19 @@ demo_augmentation() {
   local O="$RESULTS/demo-augmentation${1:+-$1}"
   DEMO_OUT="$O/bios1" DEMO_BIOS=1 DEMO_PRETRAIN_EPOCHS=$((epochs * bios)) demo "$variant"
   DEMO_OUT="$O/bios$bios" DEMO_BIOS=$bios DEMO_PRETRAIN_EPOCHS=$epochs demo "$variant"
-  "$PY" src/augmentation_report.py "$O/bios1" "$O/bios$bios" --out "$O"
+  "$PY" tools/demo_report.py "$O/bios1" "$O/bios$bios" --by bios_per_person --out "$O" --name augmentation
+}
+
+# the demo of every variant, then one table, JSON and chart of them all
+demo_variants() {
+  local variant dirs=()
+  for variant in $("$PY" -c 'import sys; sys.path.insert(0, "src"); import model; print(*model.VARIANTS)'); do
+    demo "$variant" "$@"
+    dirs+=("$DEMO_DIR")
+  done
+  local out="$RESULTS/demo-variants"
+  [ "${DEMO_SEED:-0}" = 0 ] || out="$out-seed$DEMO_SEED"
+  "$PY" tools/demo_report.py "${dirs[@]}" --by variant --out "$out" --name variants
 }
 
 # ---------------------------------------------------------------- cpu_real: the real data in one sitting on a CPU
@@ -234,12 +249,12 @@ cpu_real() {
   OUT_DIR=$O LOGS=$O/logs VARIANTS=vanilla RUN_ARGS="$CPU_REAL_ARGS --resume --tb_expt_name cpu_real ${RUN_ARGS:-}" all
   # is the dev people's birth place in the pretrained model, and from which prompts? (README, Results)
   [ -f "$O/probe_recall.json" ] && [ "$O/vanilla.pretrain.params" -ot "$O/probe_recall.json" ] ||
-    run "$O/logs/probe_recall.log" "$O/probe_recall.json" "$PY" src/probe_recall.py "$O/vanilla.pretrain.params" "$D/wiki.txt" \
+    run "$O/logs/probe_recall.log" "$O/probe_recall.json" "$PY" tools/probe_recall.py "$O/vanilla.pretrain.params" "$D/wiki.txt" \
       "$D/birth_dev.tsv" --json_path "$O/probe_recall.json"
   echo
   echo "cpu_real results (dev set, $CPU_REAL_ARGS, $(nproc) CPU cores; this invocation took $((SECONDS - started)) s):"
   local acc
-  mapfile -t acc < <("$PY" src/report.py --accuracy "$O/london_baseline_accuracy.txt.json" \
+  mapfile -t acc < <("$PY" tools/report.py --accuracy "$O/london_baseline_accuracy.txt.json" \
     "$O/vanilla.nopretrain.dev.predictions.json" "$O/vanilla.pretrain.dev.predictions.json")
   printf "  %-34s %s\n" "London baseline" "${acc[0]}"
   printf "  %-34s %s\n" "vanilla without pretraining" "${acc[1]}"
@@ -265,7 +280,7 @@ bench_row() {  # NAME BENCH_ARGS...: two fast/plain pairs into $RESULTS/bench/NA
   local name=$1; shift
   echo "== $name" >&2
   # shellcheck disable=SC2086  # BENCH_ARGS: options appended to every row (the tests' tiny sizes)
-  "$PY" src/bench.py "$@" --pairs --repeat 2 ${BENCH_ARGS:-} > "$RESULTS/bench/$name.jsonl"
+  "$PY" tools/bench.py "$@" --pairs --repeat 2 ${BENCH_ARGS:-} > "$RESULTS/bench/$name.jsonl"
 }
 
 # ---------------------------------------------------------------- dispatch
@@ -300,8 +315,9 @@ case "$cmd" in
   test) setup "$TEST_MODULES"; exec "$PY" -m pytest -q tests "$@" ;;
   demo) setup; demo "$@" ;;
   demo-augmentation) setup "$RUN_MODULES matplotlib"; demo_augmentation "$@" ;;
+  demo-variants) setup "$RUN_MODULES matplotlib"; demo_variants "$@" ;;
   report) setup; L="$RESULTS/logs"; [ "$COURSE" = cs224n ] || L="$L/$COURSE"
-    exec "$PY" src/report.py --course "$COURSE" --logs "$L" --demos "$RESULTS" --out "$RESULTS" "$@" ;;
+    exec "$PY" tools/report.py --course "$COURSE" --logs "$L" --demos "$RESULTS" --out "$RESULTS" "$@" ;;
   all) train_words "$@"; setup; all ;;
   cpu_real) setup; cpu_real ;;
   bench) setup; bench ;;

@@ -245,7 +245,7 @@ def train(model, dataset, schedule, setup, args, itos):
 
 
 def run_record(args, setup, model, **figures):
-    """What a run did, for other tools (report.py, augmentation_report.py): written as JSON beside its output."""
+    """What a run did, for other tools (report.py, demo_report.py): written as JSON beside its output."""
     description = {k: v for k, v in describe_model(model, []).items() if k != "vocab"}
     return {"function": args.function, "variant": args.variant, "corpus": args.pretrain_corpus_path,
             "options": vars(args), "model": description, "parameters": sum(p.numel() for p in model.parameters()),
@@ -292,7 +292,7 @@ def evaluate(args, setup, pretrain_dataset, model):
     elapsed = time.time() - started
     atomic_write_text(out, "".join(p + "\n" for p in predictions))
     total, correct = count_correct(rows, predictions, path)
-    # the figures for other tools (report, augmentation_report), beside the predictions
+    # the figures for other tools (report, demo_report), beside the predictions
     atomic_write_text(out + ".json", json.dumps(run_record(
         args, setup, model, params=params, eval_corpus=path, predictions=out, questions=len(questions),
         correct=correct, total=total, percent=100.0 * correct / total if total else None, seconds=elapsed)) + "\n")

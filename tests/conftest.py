@@ -1,5 +1,5 @@
 """
-Shared pytest setup: put src/ and data/ on sys.path so tests import the flat modules
+Shared pytest setup: put src/, tools/ and data/ on sys.path so tests import the flat modules
 (e.g. `from attention_math import self_attention`, `from make_synthetic_corpus import make_corpus`),
 and the `one_thread` fixture that modules of tiny-tensor tests opt into with
 `pytestmark = pytest.mark.usefixtures("one_thread")`.
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for folder in ("src", "data"):
+for folder in ("src", "tools", "data"):
     if os.path.join(ROOT, folder) not in sys.path:
         sys.path.insert(0, os.path.join(ROOT, folder))
 

@@ -1,5 +1,5 @@
 """
-Tests for src/explore_attention.py: the script runs, every construction meets
+Tests for tools/explore_attention.py: the script runs, every construction meets
 its target, and two heads are steadier than one in the CS224N experiment.
 """
 import os
@@ -20,7 +20,7 @@ ERROR_LINE = re.compile(r"max abs error vs target: (\S+)")
 
 
 def test_script_runs_and_every_construction_meets_its_target():
-    proc = subprocess.run([sys.executable, os.path.join("src", "explore_attention.py")],
+    proc = subprocess.run([sys.executable, os.path.join("tools", "explore_attention.py")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for label in "abcdef":

@@ -1,4 +1,4 @@
-"""Tests for src/probe_recall.py: which contexts a params file recalls birth places from."""
+"""Tests for tools/probe_recall.py: which contexts a params file recalls birth places from."""
 import os
 import string
 import subprocess
@@ -16,7 +16,7 @@ from utils import UserError, read_text, set_seed
 from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROBE = os.path.join(ROOT, "src", "probe_recall.py")
+PROBE = os.path.join(ROOT, "tools", "probe_recall.py")
 ITOS = [PAD_CHAR, MASK_CHAR] + sorted(set(string.ascii_letters + " .,?"))
 STOI = {c: i for i, c in enumerate(ITOS)}
 

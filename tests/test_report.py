@@ -1,5 +1,5 @@
 """
-src/report.py (./run.sh report): the markdown table, results.json and the loss plots, from
+tools/report.py (./run.sh report): the markdown table, results.json and the loss plots, from
 run.sh's records of a tiny real run (LOG.json), the records its runs wrote and its TensorBoard files, from
 the records of one or more demos (each in its own results/demo-*/logs/), and from nothing at all.
 """

@@ -16,13 +16,16 @@ attention: when one key has large variance along its mean, a single head
 asked for the average of two values swings between them from sample to
 sample, while two heads (one per value, outputs averaged) stay near the average.
 
-Run: python src/explore_attention.py   (exits non-zero if a construction misses its target by more than TOLERANCE)
+Run: python tools/explore_attention.py   (exits non-zero if a construction misses its target by more than TOLERANCE)
 """
+import os
 import math
 import sys
 from dataclasses import dataclass
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))  # the library
 
 from attention_math import attn_softmax, compute_outputs, pairwise_similarities
 

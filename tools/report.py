@@ -1,7 +1,7 @@
 """
 Results of the runs: a markdown table, JSON and loss plots, from what the runs record.
 
-    python src/report.py [--course C] [--logs results/logs] [--demos results] [--runs expt] [--out results]
+    python tools/report.py [--course C] [--logs results/logs] [--demos results] [--runs expt] [--out results]
     ./run.sh report                        # the same, with run.sh's RESULTS_DIR and --course
 
 run.sh records how each run went beside its log (LOG.json: the command, its output, its exit status), and each
@@ -17,6 +17,8 @@ import glob
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))  # the library
 
 import runs as pipeline
 from utils import atomic_write_text
@@ -234,7 +236,7 @@ def baseline_line(b, what):
 
 
 def markdown(report, out_dir):
-    lines = ["# Results", "", f"Generated {report['generated']} by `src/report.py` from the logs in "
+    lines = ["# Results", "", f"Generated {report['generated']} by `tools/report.py` from the logs in "
              f"`{report['logs_dir']}` and `{report['demos_dir']}/demo-*/logs` and the TensorBoard runs in "
              f"`{report['runs_dir']}`.", ""]
     a, demos = report["assignment"], report["demo"]

@@ -3,17 +3,20 @@ Probe whether a params file knows the birth places, and from which contexts it r
 for the first --people people of the question files, greedily continue four prompt shapes
 and count a person as recalled when the continuation is their birth place.
 
-    python src/probe_recall.py vanilla.pretrain.params wiki.txt birth_dev.tsv [--people 200]
+    python tools/probe_recall.py vanilla.pretrain.params wiki.txt birth_dev.tsv [--people 200]
 
 The model is built from the description run.py saves in the params file; the vocabulary
 comes from the wiki corpus, as in run.py.
 """
+import os
 import argparse
 import json
 import sys
 from collections import Counter
 
 from tqdm import tqdm
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))  # the library
 
 from dataset import build_vocab, truncation_range
 from decoding import encode_question, greedy_by_length, predict_places

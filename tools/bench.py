@@ -1,9 +1,9 @@
 """
 Speed measurements of the three hot paths, fast against plain:
 
-    python src/bench.py train [--plain] [--device D] [--steps N] [--compile]   -> tokens_per_s
-    python src/bench.py data  [--plain] [--device D] [--steps N]               -> examples_per_s
-    python src/bench.py eval  [--plain] [--device D] [--questions N] [--params P]  -> questions_per_s
+    python tools/bench.py train [--plain] [--device D] [--steps N] [--compile]   -> tokens_per_s
+    python tools/bench.py data  [--plain] [--device D] [--steps N]               -> examples_per_s
+    python tools/bench.py eval  [--plain] [--device D] [--questions N] [--params P]  -> questions_per_s
 
 Each measurement prints ONE JSON object on stdout (notes go to stderr), with `what`,
 `variant`, `device`, `path` ("fast" or "plain"), the figure, its context, and the peak
@@ -44,6 +44,8 @@ import tempfile
 import time
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))  # the library
 
 import speed
 from course import RECIPE
