@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from make_synthetic_corpus import make_corpus
+from model import VARIANTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SH = os.path.join(ROOT, "run.sh")
@@ -170,6 +171,25 @@ def test_demo_augmentation_writes_the_side_by_side_table(tmp_path):
     assert "--pretrain_epochs 1" in (out / "bios3" / "logs" / "pretrain.log").read_text()
     assert (out / "augmentation.png").is_file() and "| 3 |" in (out / "augmentation.md").read_text()
     assert result.stdout.count("Demo results") == 2
+
+
+def test_demo_variants_tables_every_variants_demo(tmp_path):
+    """`./run.sh demo-variants`: the demo of each variant in turn, then one table, JSON and PNG whose
+    rows are those demos' own results."""
+    env = {"SYNTHETIC_DIR": str(tmp_path / "synthetic"), "RESULTS_DIR": str(tmp_path / "results"),
+           "DEMO_PEOPLE": "20", "DEMO_PRETRAIN_EPOCHS": "1", "DEMO_FINETUNE_EPOCHS": "1", "DEMO_SCRATCH_EPOCHS": "1"}
+    result = run_sh("demo-variants", env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("Demo results") == len(VARIANTS)
+    out = tmp_path / "results" / "demo-variants"
+    rows = json.loads((out / "variants.json").read_text())
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    for row in rows:
+        demo = tmp_path / "results" / f"demo-{row['variant']}"
+        assert row["pretrained"] == json.loads((demo / "pretrain.dev.predictions.json").read_text())["percent"]
+        assert row["seconds"] == int((demo / "seconds.txt").read_text())
+    assert (out / "variants.png").read_bytes().startswith(b"\x89PNG")
+    assert all(f"| {v} |" in (out / "variants.md").read_text() for v in VARIANTS)
 
 
 # ----------------------------------------------------------------------------- XCS224N (SPEC §11)
