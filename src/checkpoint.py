@@ -1,11 +1,9 @@
 """
-Resumable training (trainer.py uses it): files written whole or not at all, the training checkpoint (model,
-optimizer, where training stands, every random state), and Ctrl-C/SIGTERM deferred to the end of the current
-step.
+Resumable training (for trainer.py): files written whole or not at all, the training checkpoint (model,
+optimizer, counters, every random state), and Ctrl-C/SIGTERM deferred to the end of the current step.
 
-Resume is exact, part way through an epoch too: the epoch's batch order is drawn again from the random state the
-epoch started with, the batches already trained on are skipped, and every generator is put back where the
-interruption left it; the run goes on as if it had never stopped.
+Resume is exact, part way through an epoch too: the epoch's batch order is drawn again from the random state
+it started with, the batches already trained on are skipped, and every generator is put back where it was.
 """
 import os
 import random
@@ -63,13 +61,11 @@ def save(trainer):
     """Write trainer's resumable state to its config.resume_path (rank 0 alone)."""
     if not distributed.is_main():
         return
-    path = trainer.config.resume_path
-    state = {"model": raw(trainer.model).state_dict(), "optimizer": trainer.optimizer.state_dict(),
-             "tokens": trainer.tokens, "step": trainer.step, "epoch": trainer.epoch,
-             "iteration": trainer.iteration, "rng": rng_state(),
-             # the epoch's starting state only matters part way through it
-             "epoch_start": trainer.epoch_start if trainer.iteration else None,
-             "loader": data_state(trainer.train_loader)["loader"]}
+    path, t = trainer.config.resume_path, trainer
+    state = {"model": raw(t.model).state_dict(), "optimizer": t.optimizer.state_dict(), "tokens": t.tokens,
+             "step": t.step, "epoch": t.epoch, "iteration": t.iteration, "rng": rng_state(),
+             "epoch_start": t.epoch_start if t.iteration else None,  # needed part way through an epoch only
+             "loader": data_state(t.train_loader)["loader"]}
     try:
         save_state_dict(state, path)
     except OSError as e:
@@ -77,7 +73,7 @@ def save(trainer):
 
 
 def load(trainer):
-    """Put trainer (model, optimizer, counters, random state) where the checkpoint left it. Returns what
+    """Put trainer (model, optimizer, counters, random state) where the checkpoint left it; returns what
     epoch_batches needs to go on part way through the epoch."""
     path = trainer.config.resume_path
     try:
@@ -100,8 +96,7 @@ def load(trainer):
 
 
 def epoch_batches(trainer, resumed=None):
-    """Iterator over the batches the current epoch still owes (all of them, unless resumed part way
-    through it: see the module docstring). Records the epoch's starting state in trainer.epoch_start."""
+    """Iterator over the batches the current epoch still owes; records its starting state in trainer.epoch_start."""
     loader = trainer.train_loader
     if not (resumed and trainer.iteration and resumed.get("epoch_start")):
         trainer.epoch_start = data_state(loader)
@@ -118,8 +113,7 @@ def epoch_batches(trainer, resumed=None):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped between steps by a signal: SIGINT (Ctrl-C) or SIGTERM (kill, timeout, a scheduler,
-    a preempted VM). The exit status is the shell's for that signal, 128 + signum (130, 143)."""
+    """Training stopped between steps by SIGINT (Ctrl-C) or SIGTERM (kill, timeout, a scheduler)."""
 
     def __init__(self, message="", signum=signal.SIGINT):
         super().__init__(message)
@@ -127,15 +121,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 class DeferredInterrupt:
-    """Between start() and stop(), Ctrl-C and SIGTERM take effect at the next check(), between
-    training steps, so they never land half-way through an optimizer update. A second Ctrl-C acts at
-    once; a second SIGTERM does not (SIGKILL does). Under torchrun, check() stops every rank after the
-    same step if any rank got a signal."""
+    """Between start() and stop(), Ctrl-C and SIGTERM take effect at the next check(), between steps, never
+    half-way through an optimizer update. A second Ctrl-C acts at once; a second SIGTERM does not. Under
+    torchrun, check() stops every rank after the same step if any rank got a signal."""
 
     def start(self):
         self.pending, self.previous = 0, {}
-        # only the main thread may set handlers, and a handler someone else installed is left alone:
-        # a SIGINT ignored at start-up (nohup, `cmd &`) stays ignored; SIGTERM stops such a run
+        # only the main thread may set handlers; one someone else installed (nohup's SIG_IGN) stays
         if threading.current_thread() is threading.main_thread():
             for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
                 if signal.getsignal(signum) is default:
@@ -144,8 +136,7 @@ class DeferredInterrupt:
 
     def defer(self, signum, frame):
         self.pending = self.pending or signum
-        # SIGTERM often comes twice (`timeout` or a scheduler signals torchrun, which passes it on to
-        # ranks that got it too): the second must not kill a run that is writing its checkpoint
+        # SIGTERM often comes twice (torchrun passes on what ranks got too): the second must not kill the save
         if signum == signal.SIGINT:
             signal.signal(signum, self.previous[signum])
 
@@ -162,6 +153,5 @@ class DeferredInterrupt:
 
 
 def ignore_sigterm(worker_id):
-    """DataLoader workers outlive a SIGTERM sent to the whole process group (`timeout`, a scheduler):
-    dying at once, they would abort the checkpoint; the main process ends them when it is done."""
+    """DataLoader workers ignore a SIGTERM sent to the process group: dying at once, they would abort the save."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -1,16 +1,15 @@
 """
 The recipe of the assignment, and the courses that teach it: every hyperparameter of a run lives here.
 
-CS224N (the default) and XCS224N's two cohorts share the recipe's sizes, epochs, batch sizes and
-learning rates; they differ in the span corruption and the pretraining schedule (the first fields of
-Course) and in what their handouts run (variants, the helper's DataLoader workers). run.py, bench.py,
-run.sh (through runs.py) and the submission package read them from here.
+CS224N (the default) and XCS224N's two cohorts share the recipe's sizes, epochs, batch sizes and learning rates;
+they differ in the span corruption and the pretraining schedule (Course's first fields) and in what their
+handouts run. run.py, tools/bench.py, run.sh (through runs.py) and the submission package read them from here.
 
     course = get_course("xcs224n")
     ds = CharCorruptionDataset(text, RECIPE.block_size, course=course)
     config = TrainerConfig(**course.pretrain_schedule(len(ds), RECIPE.block_size))
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from model import VARIANTS
 
@@ -45,7 +44,6 @@ class Course:
     # the cohort's handout: the variants its run.sh trains, and its helper's DataLoader workers when finetuning
     variants: tuple = VARIANTS
     finetune_num_workers: int = RECIPE.num_workers
-    recipe: Recipe = RECIPE
 
     @property
     def n_masks(self):
@@ -54,35 +52,31 @@ class Course:
 
     def pretrain_schedule(self, n_documents, block_size, max_epochs=None, batch_size=None, learning_rate=None):
         """The TrainerConfig fields of the recipe's pretraining, as a dict; None: the recipe's value."""
-        max_epochs = max_epochs or self.recipe.pretrain_epochs
+        max_epochs = max_epochs or RECIPE.pretrain_epochs
         # CS224N: a shorter run (--pretrain_epochs) still decays to its end
-        final_epochs = self.pretrain_final_epochs or max_epochs
-        return dict(max_epochs=max_epochs, batch_size=batch_size or self.recipe.pretrain_batch_size,
-                    learning_rate=learning_rate or self.recipe.pretrain_lr, lr_decay=True,
-                    warmup_tokens=self.recipe.warmup_tokens, final_tokens=final_epochs * n_documents * block_size,
-                    clamp_progress=self.clamp_progress)
+        final_tokens = (self.pretrain_final_epochs or max_epochs) * n_documents * block_size
+        return self.schedule(max_epochs, batch_size or RECIPE.pretrain_batch_size,
+                             learning_rate or RECIPE.pretrain_lr, final_tokens)
 
     def finetune_schedule(self, n_documents, block_size, pretrained, max_epochs=None, batch_size=None,
                           learning_rate=None):
-        """The TrainerConfig fields of the recipe's finetuning, as a dict. n_documents: len() of the
-        pretraining dataset, as the course's final_tokens counts it."""
-        r = self.recipe
-        epochs = r.finetune_epochs_pretrained if pretrained else r.finetune_epochs_from_scratch
-        return dict(max_epochs=max_epochs or epochs, batch_size=batch_size or r.finetune_batch_size,
-                    learning_rate=learning_rate or r.finetune_lr, lr_decay=True, warmup_tokens=r.warmup_tokens,
-                    final_tokens=r.finetune_final_epochs * n_documents * block_size,
-                    clamp_progress=self.clamp_progress)
+        """The same for finetuning; n_documents: len() of the pretraining dataset, as final_tokens counts it."""
+        epochs = RECIPE.finetune_epochs_pretrained if pretrained else RECIPE.finetune_epochs_from_scratch
+        final_tokens = RECIPE.finetune_final_epochs * n_documents * block_size
+        return self.schedule(max_epochs or epochs, batch_size or RECIPE.finetune_batch_size,
+                             learning_rate or RECIPE.finetune_lr, final_tokens)
+
+    def schedule(self, max_epochs, batch_size, learning_rate, final_tokens):
+        return dict(max_epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=True,
+                    warmup_tokens=RECIPE.warmup_tokens, final_tokens=final_tokens, clamp_progress=self.clamp_progress)
 
 
 CS224N = Course("cs224n", truncation_fraction=7 / 8, mask_after_content=False, pretrain_final_epochs=None,
                 clamp_progress=True)
 # XCS224N's two cohorts share its recipe: the synthesizer year, and Fall 2025, which runs RoPE instead
-XCS224N = Course("xcs224n", truncation_fraction=3 / 4, mask_after_content=True,
-                 pretrain_final_epochs=200, clamp_progress=False,
-                 variants=("vanilla", "synthesizer"))
-XCS224N_2025 = Course("xcs224n-2025", truncation_fraction=3 / 4, mask_after_content=True,
-                      pretrain_final_epochs=200, clamp_progress=False,
-                      variants=("vanilla", "rope"), finetune_num_workers=0)
+XCS224N = Course("xcs224n", truncation_fraction=3 / 4, mask_after_content=True, pretrain_final_epochs=200,
+                 clamp_progress=False, variants=("vanilla", "synthesizer"))
+XCS224N_2025 = replace(XCS224N, name="xcs224n-2025", variants=("vanilla", "rope"), finetune_num_workers=0)
 COURSES = {course.name: course for course in (CS224N, XCS224N, XCS224N_2025)}
 
 

@@ -3,13 +3,9 @@ Data-parallel training across processes (DistributedDataParallel), started by to
 
     torchrun --nproc_per_node 8 src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params
 
-torchrun starts one process per GPU (or per CPU share with --device cpu) and gives each
-RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in its environment. Every
-process builds the same model, trains on its own share of every batch (--batch_size is
-per process, so a step sees world_size times as many examples) and DDP averages the
-gradients, so the copies stay identical. Rank 0 alone prints, shows the progress bar,
-writes TensorBoard logs and saves (the other ranks' errors and tracebacks still show).
-Without torchrun (WORLD_SIZE unset or 1), nothing here does anything.
+Each process (one per GPU, or per CPU share with --device cpu) builds the same model and trains on its own share
+of every batch (--batch_size is per process); DDP averages the gradients, so the copies stay identical. Rank 0
+alone prints, shows the progress bar, writes TensorBoard logs and saves. Without torchrun nothing here acts.
 """
 import builtins
 import os
@@ -44,19 +40,16 @@ def is_main():
 
 
 def init(device):
-    """Join the process group torchrun set up, if any: NCCL between GPUs, gloo on the CPU.
-    Returns this process's device (cuda:LOCAL_RANK on CUDA)."""
+    """Join torchrun's process group, if any (NCCL between GPUs, gloo on the CPU); returns this process's device."""
     global flags
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # not under torchrun, or with one process
         return device
-    if device.type == "cuda":
+    if device.type not in ("cuda", "cpu"):
+        raise UserError(f"distributed training runs on CUDA or the CPU, not on {device.type}")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-        backend = "nccl"
-    elif device.type == "cpu":
-        backend = "gloo"
-    else:
-        raise UserError(f"distributed training runs on CUDA or the CPU, not on {device.type}")
     dist.init_process_group(backend=backend)
     # agree() runs every step; over gloo, on the CPU, it does not wait for the GPU
     flags = dist.new_group(backend="gloo") if backend == "nccl" else None
@@ -76,9 +69,8 @@ def agree(value):
 
 
 def diverge_rngs():
-    """Give each rank its own Python, NumPy and torch random streams (dropout, per-example
-    corruption), derived from the current ones, which are the same on every rank: so the run
-    stays reproducible, but ranks do not draw the same dropout masks."""
+    """Give each rank its own Python, NumPy and torch random streams, derived from the current ones (the same on
+    every rank): reproducible, but the ranks do not draw the same dropout masks."""
     if not active():
         return
     seed = int(torch.randint(2 ** 31, ())) + rank()
@@ -94,10 +86,8 @@ def destroy():
 
 
 def exit_when_all_done(status=0):
-    """On a clean finish under torchrun (or a stop all ranks agreed on), the last thing a run does: wait for
-    every rank, then end the process at once with this exit status. Tearing gloo down can abort a rank now and
-    then on a busy CPU ("terminate called without an active exception"), and a rank that ends first has torchrun
-    kill the others; every file is written by now, so skipping the teardown loses nothing."""
+    """Under torchrun, the last thing a run does: wait for every rank, then end at once with this status.
+    Tearing gloo down can abort a rank on a busy CPU, and every file is written by now."""
     if not active():
         return
     dist.barrier()

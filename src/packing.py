@@ -1,20 +1,16 @@
 """
-Training on the real tokens only: trailing padding trimmed from a batch, and the rest packed.
+Training on the real tokens only: the positions after a row's last real target, packed away.
 
-A training example is right-padded with PAD, whose targets the loss ignores. Every model here is
-causal, so a position after a row's last real target changes neither the loss nor any gradient:
-such positions need not be computed at all.
+A training example is right-padded with PAD, whose targets the loss ignores. Every model here is causal, so a
+position after a row's last real target changes neither the loss nor any gradient: it need not be computed.
 
-    x, y = trim_padding(x, y)     # (B, T') with T' the longest row's last real target + 1
     packing = Packing(y, groups)  # the positions of each row up to its last real target
     tokens = packing.pack(h)      # (B, T, C) -> (N, C): what token-wise layers run on
     y = packing.map_padded(attention, q, k, v)  # attention on padded rows, a group at a time -> (N, C)
 
-The model (GPT.forward(..., packed=True)) runs its token-wise layers (embeddings, LayerNorm, the
-linear layers, the MLP, the head, the loss) on the N packed tokens and each attention on the
-padded layout, where every row starts at position 0 as before. The loss is the same mean over the
-same targets. Dropout draws for fewer elements, so its random stream differs from the padded
-batch's, but every kept element is dropped with the same probability, independently.
+The model (GPT.forward(..., packed=True)) runs its token-wise layers on the N packed tokens and each attention on
+the padded layout, where every row starts at position 0 as before: the loss is the same mean over the same
+targets. Dropout draws for fewer elements, so its random stream differs, but with the same distribution.
 """
 import torch
 
@@ -25,19 +21,12 @@ def needed_lengths(targets):
     return torch.where(targets != 0, positions, 0).amax(1)
 
 
-def trim_padding(x, y):
-    """x, y (B, T) -> (B, T'): the trailing positions that no row needs cut off (exact for causal models)."""
-    T = int(needed_lengths(y).max())
-    return x[:, :T], y[:, :T]
-
-
 class Packing:
     """The positions of a (B, T) batch that count, row b's first needed_lengths(targets)[b], packed into (N, ...).
 
-    For attention the rows are sorted by length and cut into `groups` of consecutive rows, each padded to its
-    own longest row: padded attention costs B * T^2, but rows of such different lengths (4 to 120 characters
-    in pretraining) cost a fraction of that in groups of similar length. Tokens are packed group after group,
-    row after row: the order that the groups' padded buffers, laid end to end, hold them in.
+    For attention the rows are sorted by length and cut into `groups` of consecutive rows, each padded to its own
+    longest row: rows of very different lengths cost a fraction of B * T^2 in groups of similar length. Tokens are
+    packed group after group, row after row, the order the groups' padded buffers laid end to end hold them in.
     """
 
     def __init__(self, targets, groups=1):
@@ -69,13 +58,11 @@ class Packing:
         return x.flatten(0, 1).index_select(0, self.source)
 
     def padded(self, x):
-        """(N, ...) -> the groups' buffers laid end to end, (slots, ...), zeros at the positions left out
-        (finite, so that masked keys and values stay harmless)"""
+        """(N, ...) -> the groups' buffers laid end to end, (slots, ...), zeros (harmless keys and values) between"""
         return x.new_zeros(self.slots, *x.shape[1:]).index_copy(0, self.slot, x)
 
     def map_padded(self, fn, *tensors):
-        """fn(*rows) on every group's padded rows, (rows, width, ...) of each of tensors (N, ...), returning
-        (rows, width, ...); its outputs packed back, (N, ...)"""
+        """fn(*rows) on each group's padded rows (rows, width, ...) of tensors (N, ...); its outputs packed, (N, ...)"""
         buffers = [self.padded(x) for x in tensors]
         outputs, start = [], 0
         for rows, width in self.shapes:

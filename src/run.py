@@ -7,14 +7,9 @@ Command line of the assignment: pretrain | finetune | evaluate a variant.
     python src/run.py evaluate vanilla wiki.txt --reading_params_path vanilla.finetune.params \
         --eval_corpus_path birth_dev.tsv --outputs_path vanilla.pretrain.dev.predictions
 
-The defaults are the assignment's recipe; the options after --device are this project's.
-XCS224N Fall 2025's form of the same command works too (its run.sh lines run as they are):
-
-    python src/run.py --function=pretrain --variant=rope --pretrain_corpus_path=wiki.txt \
-        --writing_params_path=rope.pretrain.params [--compile|--no-compile] [--backend=aot_eager]
-
-Under `torchrun --nproc_per_node N src/run.py pretrain|finetune ...` training is data-parallel
-(distributed.py): --batch_size per process, rank 0 alone prints and saves.
+The defaults are the recipe (course.py); the options after --device are this project's. XCS224N Fall
+2025's form works too: --function=pretrain --variant=rope --pretrain_corpus_path=wiki.txt [--compile] ...
+Under `torchrun --nproc_per_node N src/run.py ...` training is data-parallel (distributed.py).
 """
 import argparse
 import json
@@ -35,20 +30,18 @@ from trainer import Trainer, TrainerConfig
 from utils import (UserError, atomic_write_text, check_output_dir, count_correct, read_qa, read_text, resolve_device,
                    set_seed)
 
-# the options that describe the model, with their defaults: the recipe's block and bottleneck,
-# GPTConfig's sizes and switches
+# the options that describe the model, with their defaults
 MODEL_OPTIONS = {"block_size": RECIPE.block_size, "bottleneck_dim": RECIPE.bottleneck_dim,
                  **{name: getattr(GPTConfig, name) for name in ("n_layer", "n_head", "n_embd", *EXPERIMENTS)}}
 
-
-# XCS224N Fall 2025's run.py (docopt) names our three positional arguments as options; its others are ours
+# XCS224N Fall 2025's run.py (docopt) names our three positional arguments as options
 COURSE_FORM = ("--function", "--variant", "--pretrain_corpus_path")
 BACKENDS = ("inductor", "aot_eager", "cudagraphs")
 
 
 def from_course_form(argv, p):
-    """(argv in our form, whether it was the course's): XCS224N 2025's --function=F --variant=V
-    --pretrain_corpus_path=P (or --function F ...) become F V P in front of the other arguments."""
+    """(argv in our form, whether it was the course's): --function=F --variant=V --pretrain_corpus_path=P
+    (or --function F ...) become F V P in front of the other arguments."""
     named, rest, args = {}, [], iter(argv)
     for arg in args:
         option, equals, value = arg.partition("=")
@@ -72,60 +65,54 @@ def parse_args(argv=None):
     p.add_argument("function", choices=["pretrain", "finetune", "evaluate"])
     p.add_argument("variant", choices=VARIANTS)
     p.add_argument("pretrain_corpus_path", help="pretraining corpus; its characters are the vocabulary")
-    p.add_argument("--reading_params_path", default=None)
-    p.add_argument("--writing_params_path", default=None)
-    p.add_argument("--finetune_corpus_path", default=None)
-    p.add_argument("--eval_corpus_path", default=None)
-    p.add_argument("--outputs_path", default=None)
+    for name in ("reading_params_path", "writing_params_path", "finetune_corpus_path", "eval_corpus_path",
+                 "outputs_path"):
+        p.add_argument(f"--{name}")
     p.add_argument("--pretrain_lr", type=float, default=RECIPE.pretrain_lr)
     p.add_argument("--finetune_lr", type=float, default=RECIPE.finetune_lr)
-    p.add_argument("--bottleneck_dim", type=int, default=None, help="the perceiver's latent slots (default 32)")
+    p.add_argument("--bottleneck_dim", type=int, help="the perceiver's latent slots (default 32)")
     p.add_argument("--tb_expt_name", default="run", help="TensorBoard run name under expt/")
-    p.add_argument("--course", choices=list(COURSES), default="cs224n",
-                   help="the recipe of this course (src/course.py): xcs224n truncates to 3/4 of the block, "
-                        "closes the masked content with a third MASK, and pretrains on XCS's unclamped schedule")
-    # the project's own options; their defaults are the recipe
+    p.add_argument("--course", choices=list(COURSES), default="cs224n", help="the recipe of this course "
+                   "(src/course.py): xcs224n truncates to 3/4 of the block, closes the masked content with a "
+                   "third MASK, and pretrains on XCS's unclamped schedule")
+    # the project's own options
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
     p.add_argument("--seed", type=int, default=0)
-    # the model's options (MODEL_OPTIONS): a params file being read fixes them, so they need not be repeated
+    # the model's options: a params file being read fixes them
     for name in ("block_size", "n_layer", "n_head", "n_embd"):
-        p.add_argument(f"--{name}", type=int, default=None, help=f"default {MODEL_OPTIONS[name]}")
+        p.add_argument(f"--{name}", type=int, help=f"default {MODEL_OPTIONS[name]}")
     p.add_argument("--dropout", type=float, default=0.1, help="embedding, residual and attention dropout")
     p.add_argument("--pretrain_epochs", type=int, default=RECIPE.pretrain_epochs)
-    p.add_argument("--finetune_epochs", type=int, default=None,
-                   help=f"default {RECIPE.finetune_epochs_from_scratch} from scratch, "
-                        f"{RECIPE.finetune_epochs_pretrained} from --reading_params_path")
-    p.add_argument("--batch_size", type=int, default=None,
+    p.add_argument("--finetune_epochs", type=int, help=f"default {RECIPE.finetune_epochs_from_scratch} from "
+                   f"scratch, {RECIPE.finetune_epochs_pretrained} from --reading_params_path")
+    p.add_argument("--batch_size", type=int,
                    help=f"default {RECIPE.pretrain_batch_size} pretrain, {RECIPE.finetune_batch_size} finetune")
-    p.add_argument("--num_workers", type=int, default=None, help="data loader workers (default 4 on CUDA, else 0)")
-    p.add_argument("--plain", action="store_true",
-                   help="turn every speed feature off: plain attention, fp32, one-by-one decoding, "
-                        "per-example span corruption")
+    p.add_argument("--num_workers", type=int, help="data loader workers (default 4 on CUDA, else 0)")
+    p.add_argument("--plain", action="store_true", help="turn every speed feature off: plain attention, fp32, "
+                   "one-by-one decoding, per-example span corruption")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp32", action="store_true",
                            help="train in float32 where bf16 autocast is the default (CUDA with bf16, CPUs with AMX)")
     precision.add_argument("--bf16", action="store_true",
                            help="train under bf16 autocast anywhere (without AMX emulated, several times slower)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                   help="torch.compile the model for training (compiling takes a while; falls back to eager "
-                        "with a note where it fails); --no-compile, the default, trains it as it is")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the "
+                   "model for training (compiling takes a while; falls back to eager with a note where it fails); "
+                   "--no-compile, the default, trains it as it is")
     p.add_argument("--backend", choices=BACKENDS, default="inductor", help="torch.compile's backend, with --compile")
     p.add_argument("--no_tensorboard", action="store_true")
-    # experiments of CS224N §2.2, off by default; like the sizes, a params file being read fixes them
-    p.add_argument("--mask_after_softmax", action="store_true", default=None,
-                   help="zero future attention weights after the softmax, without renormalising (leaks the "
-                        "future; plain attention path)")
-    p.add_argument("--position_embedding", choices=POSITION_EMBEDDINGS, default=None,
+    # the handout's attention experiments, off by default; a params file being read fixes them too
+    p.add_argument("--mask_after_softmax", action="store_true", default=None, help="zero future attention "
+                   "weights after the softmax, without renormalising (leaks the future; plain attention path)")
+    p.add_argument("--position_embedding", choices=POSITION_EMBEDDINGS,
                    help="learned (pos_emb parameter) or sinusoidal (fixed); not for rope")
     p.add_argument("--shared_qk", action="store_true", default=None,
                    help="one projection for queries and keys; not for synthesizer")
     p.add_argument("--save_every", type=int, default=10,
                    help="epochs between resumable checkpoints at WRITING_PARAMS_PATH.ckpt (0: never)")
-    p.add_argument("--save_every_minutes", type=float, default=5,
-                   help="minutes of training between resumable checkpoints as well, so that a crash loses at "
-                        "most that (0: never); one is also written on Ctrl-C and on SIGTERM")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
+    p.add_argument("--save_every_minutes", type=float, default=5, help="minutes of training between resumable "
+                   "checkpoints as well, so that a crash loses at most that (0: never); one is also written on "
+                   "Ctrl-C and on SIGTERM")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from WRITING_PARAMS_PATH.ckpt")
     argv, course_form = from_course_form(sys.argv[1:] if argv is None else argv, p)
     args, extra = p.parse_known_args(argv)
     positional = [arg for arg in extra if not arg.startswith("-")]
@@ -149,8 +136,7 @@ def parse_args(argv=None):
 
 
 def setup_speed(args):
-    """Device and fast paths, decided once at start-up (speed.py); under torchrun this joins the
-    process group first, and each process gets its own GPU."""
+    """Device and fast paths, decided once (speed.py); under torchrun, after joining the process group."""
     device = distributed.init(resolve_device(args.device))
     setup = speed.resolve(device, plain=args.plain, fp32=args.fp32, bf16=args.bf16,
                           compile=args.compile and args.backend, num_workers=args.num_workers)
@@ -159,15 +145,14 @@ def setup_speed(args):
 
 
 def build_model(args, setup, itos):
-    """The run's GPT, its options resolved here once. Where finetune or evaluate reads a params file, the
-    file's description fixes the model and the options given are checked against it; otherwise the
-    options make it, MODEL_OPTIONS' defaults standing in for those not given. args gets the values in use."""
+    """The run's GPT. A params file that finetune or evaluate reads fixes the model (the options given are
+    checked against it); otherwise the options make it, MODEL_OPTIONS standing in for those not given.
+    args gets the values in use."""
     given = {name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name) is not None}
-    o = {**MODEL_OPTIONS, **given}
     training = dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout, attn_pdrop=args.dropout,
                     fused_attention=setup.fused_attention)
     try:
-        config = config_for_variant(args.variant, len(itos), **o, **training)
+        config = config_for_variant(args.variant, len(itos), **{**MODEL_OPTIONS, **given}, **training)
     except ValueError as e:  # sizes or switches that GPTConfig refuses
         raise UserError(str(e)) from None
     if args.function != "pretrain" and args.reading_params_path:
@@ -180,15 +165,28 @@ def build_model(args, setup, itos):
         if name != "bottleneck_dim" or c.perceiver:
             setattr(args, name, getattr(c, name))
     args.bottleneck_dim = args.bottleneck_dim or MODEL_OPTIONS["bottleneck_dim"]
-    n_params = sum(p.numel() for p in model.parameters())
-    # the experiment switches that are on, e.g. "shared_qk, position_embedding sinusoidal"
     switches = [name if value is True else f"{name} {value}" for name in EXPERIMENTS
-                if (value := getattr(c, name)) != MODEL_OPTIONS[name]]
-    print(f"model: {c.variant}, {n_params:,} parameters, vocabulary {len(itos)}, block size {c.block_size}"
-          + (f" | experiments: {', '.join(switches)}" if switches else ""), flush=True)
+                if (value := getattr(c, name)) != MODEL_OPTIONS[name]]  # e.g. "position_embedding sinusoidal"
+    print(f"model: {c.variant}, {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary "
+          f"{len(itos)}, block size {c.block_size}" + (f" | experiments: {', '.join(switches)}" if switches else ""),
+          flush=True)
     if c.mask_after_softmax and setup.fused_attention:
         print("mask_after_softmax: attention takes the plain path, not the fused one", flush=True)
     return model.to(setup.device)
+
+
+def require(value, flag, function):
+    if value is None:
+        raise UserError(f"{function} needs {flag}")
+    return value
+
+
+def run_record(args, setup, model, **figures):
+    """What a run did, for tools/report.py and demo_report.py: written as JSON beside its output."""
+    return {"function": args.function, "variant": args.variant, "corpus": args.pretrain_corpus_path,
+            "options": vars(args), "model": {k: v for k, v in describe_model(model, []).items() if k != "vocab"},
+            "parameters": sum(p.numel() for p in model.parameters()), "device": setup.device_name(),
+            "dtype": setup.dtype_name(), **figures}
 
 
 def tensorboard_writer(args):
@@ -199,15 +197,9 @@ def tensorboard_writer(args):
                                  f"_pt_lr_{args.pretrain_lr:f}_ft_lr_{args.finetune_lr:f}")
 
 
-def require(value, flag, function):
-    if value is None:
-        raise UserError(f"{function} needs {flag}")
-    return value
-
-
-def train(model, dataset, schedule, setup, args, itos):
-    """Train on the course's schedule (a dict of TrainerConfig fields) with the speed decisions of setup, then
-    write the params and the run's record beside them (PARAMS.json) and drop the resumable checkpoint."""
+def train(model, dataset, schedule, setup, args):
+    """Train on schedule (TrainerConfig fields), then write the params, the run's record beside them
+    (PARAMS.json), and drop the resumable checkpoint."""
     out = require(args.writing_params_path, "--writing_params_path", args.function)
     check_output_dir(out, "--writing_params_path")  # before training, not after
     resume_path = out + ".ckpt"
@@ -232,11 +224,11 @@ def train(model, dataset, schedule, setup, args, itos):
     print(f"{config.desc} took {seconds:.1f} s", flush=True)
     if not distributed.is_main():  # under torchrun rank 0 saves; every rank holds the same weights
         return
-    save_params(model, out, itos)
+    save_params(model, out, dataset.itos)
     finetuning = args.function == "finetune"
     atomic_write_text(out + ".json", json.dumps(run_record(
-        args, setup, model, params=out, reading_params=args.reading_params_path if finetuning
-        else None, finetune_corpus=args.finetune_corpus_path if finetuning else None, seconds=seconds,
+        args, setup, model, params=out, reading_params=args.reading_params_path if finetuning else None,
+        finetune_corpus=args.finetune_corpus_path if finetuning else None, seconds=seconds,
         final_loss=trainer.loss, steps=trainer.step, tokens=trainer.tokens, epochs=config.max_epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate)) + "\n")
     if os.path.exists(resume_path):
@@ -244,35 +236,24 @@ def train(model, dataset, schedule, setup, args, itos):
     print(f"params written to {out}")
 
 
-def run_record(args, setup, model, **figures):
-    """What a run did, for other tools (report.py, demo_report.py): written as JSON beside its output."""
-    description = {k: v for k, v in describe_model(model, []).items() if k != "vocab"}
-    return {"function": args.function, "variant": args.variant, "corpus": args.pretrain_corpus_path,
-            "options": vars(args), "model": description, "parameters": sum(p.numel() for p in model.parameters()),
-            "device": setup.device_name(), "dtype": setup.dtype_name(), **figures}
-
-
 def pretrain(args, setup, pretrain_dataset, model):
-    schedule = pretrain_dataset.course.pretrain_schedule(len(pretrain_dataset), args.block_size,
-                                                         args.pretrain_epochs, args.batch_size, args.pretrain_lr)
-    train(model, pretrain_dataset, schedule, setup, args, pretrain_dataset.itos)
+    train(model, pretrain_dataset, pretrain_dataset.course.pretrain_schedule(
+        len(pretrain_dataset), args.block_size, args.pretrain_epochs, args.batch_size, args.pretrain_lr), setup, args)
 
 
 def finetune(args, setup, pretrain_dataset, model):
     path = require(args.finetune_corpus_path, "--finetune_corpus_path", "finetune")
     finetune_dataset = NameDataset(pretrain_dataset, read_text(path, "finetuning corpus"), source=path)
-    schedule = pretrain_dataset.course.finetune_schedule(len(pretrain_dataset), args.block_size,
-                                                         bool(args.reading_params_path), args.finetune_epochs,
-                                                         args.batch_size, args.finetune_lr)
-    train(model, finetune_dataset, schedule, setup, args, pretrain_dataset.itos)
+    train(model, finetune_dataset, pretrain_dataset.course.finetune_schedule(
+        len(pretrain_dataset), args.block_size, bool(args.reading_params_path), args.finetune_epochs,
+        args.batch_size, args.finetune_lr), setup, args)
 
 
 def evaluate(args, setup, pretrain_dataset, model):
     if not distributed.is_main():  # under torchrun, decoding is rank 0's alone
         return
-    params = require(args.reading_params_path, "--reading_params_path", "evaluate")
-    path = require(args.eval_corpus_path, "--eval_corpus_path", "evaluate")
-    out = require(args.outputs_path, "--outputs_path", "evaluate")
+    params, path, out = (require(getattr(args, name), f"--{name}", "evaluate")
+                         for name in ("reading_params_path", "eval_corpus_path", "outputs_path"))
     check_output_dir(out, "--outputs_path")
     rows = read_qa(path, "evaluation corpus")  # a malformed line stops the run now, before anything is written
     questions = [question for _, question, _ in rows]
@@ -292,7 +273,6 @@ def evaluate(args, setup, pretrain_dataset, model):
     elapsed = time.time() - started
     atomic_write_text(out, "".join(p + "\n" for p in predictions))
     total, correct = count_correct(rows, predictions, path)
-    # the figures for other tools (report, demo_report), beside the predictions
     atomic_write_text(out + ".json", json.dumps(run_record(
         args, setup, model, params=params, eval_corpus=path, predictions=out, questions=len(questions),
         correct=correct, total=total, percent=100.0 * correct / total if total else None, seconds=elapsed)) + "\n")

@@ -3,8 +3,8 @@ The assignment's runs, written once: each run's name, step, inputs, output and c
 (its handout's variants, course.py). run.sh's targets, `all` (through make), `help` and report.py read it.
 
     python src/runs.py list [--course C] [--data D] [--out O]           # NAME OUTPUT INPUTS..., a run a line
-    python src/runs.py command NAME [--course C] [--data D] [--out O]   # its canonical name, whether it trains
-                                                                        # (yes/no), its output, its command
+    python src/runs.py command NAME [--course C] [--data D] [--out O]   # a line each: its name, yes/no (trains),
+                                                                        # its output, its command
 """
 import argparse
 import os
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from course import COURSES, CS224N, RECIPE, get_course
 
-DATA_FILES = {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv",
-              "test": "birth_test_inputs.tsv"}
+DATA_FILES = ("wiki.txt", "birth_places_train.tsv", "birth_dev.tsv", "birth_test_inputs.tsv")
 # the XCS224N handout's spellings of two targets
 ALIASES = {"vanilla_finetime_without_pretrain": "vanilla_finetune_without_pretrain",
            "synthesizer_finetrain_with_pretrain": "synthesizer_finetune_with_pretrain"}
@@ -39,8 +38,7 @@ def assignment_runs(course=CS224N, data=".", out=".", variants=None):
     """[Run] of the course's handout in the order `all` runs them: inputs from the folder data, outputs in out;
     variants: only these of the course's."""
     course = get_course(course)
-    wiki, train, dev, test = (os.path.join(data, DATA_FILES[key]) for key in ("wiki", "train", "dev", "test"))
-    evaluated = {"dev": dev, "test": test}
+    wiki, train, dev, test = (os.path.join(data, name) for name in DATA_FILES)
 
     def o(name):
         return os.path.join(out, name)
@@ -51,17 +49,20 @@ def assignment_runs(course=CS224N, data=".", out=".", variants=None):
         return ("src/run.py", function, variant, wiki, *bottleneck, *args,
                 *([] if course is CS224N else ["--course", course.name]))
 
-    london = o("london_baseline_accuracy.txt")
+    def evaluations(variant, params, pretrained):
+        with_ = "with" if pretrained else "without"
+        for split, path in (("dev", dev), ("test", test)):
+            predictions = o(f"{variant}.{'pretrain' if pretrained else 'nopretrain'}.{split}.predictions")
+            runs.append(Run(f"{variant}_eval_{split}_{with_}_pretrain", variant, split, pretrained, predictions,
+                            (params, path), run_py("evaluate", variant, "--reading_params_path", params,
+                                                   "--eval_corpus_path", path, "--outputs_path", predictions)))
+
+    london, scratch = o("london_baseline_accuracy.txt"), o("vanilla.model.params")
     runs = [Run("london_baseline", None, "baseline", False, london, (dev,),
-                ("src/london_baseline.py", "--eval_corpus_path", dev, "--outputs_path", london))]
-    scratch = o("vanilla.model.params")
-    runs.append(Run("vanilla_finetune_without_pretrain", "vanilla", "finetune", False, scratch, (wiki, train),
-                    run_py("finetune", "vanilla", "--writing_params_path", scratch, "--finetune_corpus_path", train)))
-    for split, path in evaluated.items():
-        predictions = o(f"vanilla.nopretrain.{split}.predictions")
-        runs.append(Run(f"vanilla_eval_{split}_without_pretrain", "vanilla", split, False, predictions,
-                        (scratch, path), run_py("evaluate", "vanilla", "--reading_params_path", scratch,
-                                                "--eval_corpus_path", path, "--outputs_path", predictions)))
+                ("src/london_baseline.py", "--eval_corpus_path", dev, "--outputs_path", london)),
+            Run("vanilla_finetune_without_pretrain", "vanilla", "finetune", False, scratch, (wiki, train),
+                run_py("finetune", "vanilla", "--writing_params_path", scratch, "--finetune_corpus_path", train))]
+    evaluations("vanilla", scratch, False)
     for v in [v for v in course.variants if variants is None or v in variants]:
         pretrained, finetuned = o(f"{v}.pretrain.params"), o(f"{v}.finetune.params")
         runs.append(Run(f"{v}_pretrain", v, "pretrain", True, pretrained, (wiki,),
@@ -70,11 +71,7 @@ def assignment_runs(course=CS224N, data=".", out=".", variants=None):
         runs.append(Run(f"{v}_finetune_with_pretrain", v, "finetune", True, finetuned, (pretrained, train),
                         run_py("finetune", v, "--reading_params_path", pretrained, "--writing_params_path",
                                finetuned, "--finetune_corpus_path", train)))
-        for split, path in evaluated.items():
-            predictions = o(f"{v}.pretrain.{split}.predictions")
-            runs.append(Run(f"{v}_eval_{split}_with_pretrain", v, split, True, predictions, (finetuned, path),
-                            run_py("evaluate", v, "--reading_params_path", finetuned, "--eval_corpus_path", path,
-                                   "--outputs_path", predictions)))
+        evaluations(v, finetuned, True)
     return runs
 
 

@@ -1,14 +1,11 @@
 """
-The speed features, decided once for a device: run.py and bench.py both take them from here.
+The speed features, decided once for a device: run.py and tools/bench.py both take them from here.
 
 Every feature has a plain fallback (`--plain` turns them all off) and a parity test: fused attention
-(scaled_dot_product_attention), fused AdamW (one kernel for all tensors: 4-6% of a demo-shape CPU step), batched
-KV-cache decoding, batched span corruption on the device, freed memory kept for reuse on the CPU (glibc), and
-training under bf16 autocast where the hardware has bf16 matrix units: CUDA GPUs that support bf16, and CPUs with
-Intel AMX (Sapphire Rapids and later), on which oneDNN multiplies bf16 matrices about 3 times faster than fp32
-(756 against 223 GFLOP/s on a 2-core Xeon).
-Elsewhere, e.g. AMD EPYC, bf16 is emulated and about 10 times slower (--bf16 forces it), so training stays fp32.
-Weights, optimizer state and the loss stay fp32 either way.
+(scaled_dot_product_attention), fused AdamW, batched KV-cache decoding, batched span corruption on the device,
+freed memory kept for reuse on the CPU (glibc), and bf16 autocast where the hardware has bf16 matrix units (CUDA
+GPUs that support bf16, CPUs with Intel AMX). Elsewhere bf16 is emulated and slow (--bf16 forces it), so
+training stays fp32. Weights, optimizer state and the loss stay fp32 either way.
 """
 import ctypes
 import platform
@@ -22,31 +19,21 @@ from dataset import CharCorruptionDataset
 
 
 def cpu_has_bf16_matmul():
-    """Does this CPU have bf16 matrix units? torch asks CPUID for AMX tiles (amx_tile in
-    /proc/cpuinfo), the unit whose amx_bf16 instructions oneDNN uses for bf16 matmuls."""
+    """Does this CPU have bf16 matrix units? torch asks CPUID for the AMX tiles that oneDNN uses."""
     return torch.cpu._is_amx_tile_supported()
 
 
-# glibc's mallopt parameters (malloc.h) and the size up to which freed memory is kept
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-KEEP_BYTES = 1 << 30
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory for the next allocation, up to KEEP_BYTES, instead of handing it
-    back to the kernel. By default every block over 32 MiB is mapped on allocation and unmapped when freed, and
-    the heap's free top is trimmed, so each step's activations (a 66 MB GELU output at the recipe shape) are
-    page-faulted in afresh. Ten recipe-shape steps on a 2-core AMD EPYC: 3.6M minor faults, 23 s of system time
-    and 5.4 s a step by default; kept, 0.87M faults, 6.6 s and 4.3 s, for a peak RSS of 3,492 against 3,373 MiB
-    (freed blocks that do not fit the next request stay in the heap). Process-wide and not undone; True if glibc
-    took both settings (False elsewhere: macOS, Windows, musl)."""
+def keep_freed_memory(keep_bytes=1 << 30):
+    """Ask glibc's malloc to keep up to keep_bytes of freed memory for the next allocation: by default blocks
+    over 32 MiB are unmapped when freed, so each step's large activations are page-faulted in afresh.
+    Process-wide; True if glibc took both settings (False elsewhere: macOS, Windows, musl)."""
     if platform.system() != "Linux":
         return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on: no search, no subprocess
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
+    return bool(mallopt(-3, keep_bytes)) and bool(mallopt(-1, keep_bytes))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -80,9 +67,8 @@ class Speed:
                 f"torch.compile: {compiled}")
 
     def trainer_options(self, dataset, batch_size):
-        """These fast paths as TrainerConfig fields, for a config of batch_size on dataset; for span corruption
-        the batched loader: whole batches corrupted at once with tensor ops on the training device, not
-        example by example in Python; each rank of a distributed run builds its share of every step."""
+        """These fast paths as TrainerConfig fields for batch_size on dataset; for span corruption, batches
+        corrupted whole on the training device (each rank of a distributed run builds its share)."""
         batched = self.batched_corruption and isinstance(dataset, CharCorruptionDataset)
         return dict(device=self.device, amp_dtype=self.amp_dtype, fused_adamw=self.fused_adamw,
                     num_workers=self.num_workers, compile=self.compile, real_tokens=self.real_tokens,
@@ -96,9 +82,8 @@ def on(flag):
 
 
 def resolve(device, plain=False, fp32=False, bf16=False, compile=False, num_workers=None):
-    """The Speed of a device: everything fast unless plain; bf16 autocast where the hardware has
-    bf16 matrix units (or bf16: anywhere), unless fp32. Sets torch's TF32 switches as a side effect on CUDA,
-    and on the CPU keep_freed_memory()'s malloc settings."""
+    """The Speed of a device: everything fast unless plain; bf16 autocast where the hardware has bf16 matrix
+    units (or bf16: anywhere), unless fp32. Sets torch's TF32 switches on CUDA, malloc's on the CPU."""
     cuda = device.type == "cuda"
     fast = not plain
     autocast = fast and not fp32 and (bf16 or (torch.cuda.is_bf16_supported() if cuda else

@@ -1,7 +1,7 @@
 """
-The training loop (minGPT's Trainer): AdamW with weight decay on weight matrices, gradient
-clipping, linear warm-up then cosine decay of the learning rate by tokens seen, a progress bar
-and TensorBoard logging. Resumable checkpoints and signal handling live in checkpoint.py.
+The training loop (minGPT's Trainer): AdamW with weight decay on weight matrices, gradient clipping, linear
+warm-up then cosine decay of the learning rate by tokens seen, a progress bar and TensorBoard logging.
+Resumable checkpoints and signal handling live in checkpoint.py.
 """
 import math
 import os
@@ -23,15 +23,13 @@ from utils import UserError
 @dataclass
 class TrainerConfig:
     """Everything a Trainer is told; a dataclass, so a misspelt option is refused."""
-    # optimisation
     max_epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 3e-4
     betas: tuple = (0.9, 0.95)
     grad_norm_clip: float = 1.0
     weight_decay: float = 0.1  # only applied to weight matrices
-    # learning-rate schedule, counted in tokens
-    lr_decay: bool = False
+    lr_decay: bool = False  # the schedule below, counted in tokens
     warmup_tokens: float = 375e6
     final_tokens: float = 260e9
     ckpt_path: Optional[str] = None  # the model's state dict after every epoch (with a test_dataset: its best)
@@ -39,21 +37,18 @@ class TrainerConfig:
     writer: Any = None  # TensorBoard SummaryWriter or None
     # the course's fields above, in its order; the project's below
     clamp_progress: bool = True  # past final_tokens the lr stays at its floor; XCS224N's trainer lets it rise again
-    # full training state (checkpoint.py) for --resume: written every save_every epochs and every
-    # save_every_minutes of training (0: never), and on Ctrl-C or SIGTERM; read when resume is set
-    resume_path: Optional[str] = None
-    save_every: int = 0
-    save_every_minutes: float = 0
-    resume: bool = False
-    # the project's own settings (speed.Speed.trainer_options gives them)
+    resume_path: Optional[str] = None  # the training state (checkpoint.py), also written on Ctrl-C or SIGTERM
+    save_every: int = 0  # epochs between saves of it (0: never)
+    save_every_minutes: float = 0  # minutes of training between saves as well (0: never)
+    resume: bool = False  # read it back first
+    # fast paths (speed.Speed.trainer_options)
     train_loader: Any = None  # batches (x, y) with __len__ instead of a DataLoader (corruption.CorruptionBatches)
     device: Any = None  # None: wherever the model is
     amp_dtype: Optional[torch.dtype] = None  # e.g. torch.bfloat16 to train under autocast
     fused_adamw: bool = False
     log_every: int = 1  # steps between loss read-outs (each one syncs with the GPU)
     compile: "bool | str" = False  # torch.compile the model for training, with this backend if a name
-    # (inductor, aot_eager, cudagraphs; True: torch's default); eager again if compiling fails
-    real_tokens: bool = False  # compute only the real tokens, packed (packing.py; its groups trim the padding too)
+    real_tokens: bool = False  # compute only the real tokens, packed (packing.py)
     desc: str = "train"
 
 
@@ -62,9 +57,8 @@ class NonFiniteLossError(UserError):
 
 
 def learning_rate_at(config, tokens):
-    """Learning rate after `tokens` training tokens: linear warm-up over warmup_tokens,
-    then cosine decay that bottoms out at 10% of the base rate by final_tokens (and, with
-    clamp_progress off, follows the cosine up again after it, never below 10%)."""
+    """Learning rate after `tokens` training tokens: linear warm-up over warmup_tokens, then cosine decay to a
+    floor of 10% at final_tokens (unclamped, the cosine rises again after it, never below 10%)."""
     if not config.lr_decay:
         return config.learning_rate
     if tokens < config.warmup_tokens:
@@ -86,10 +80,9 @@ def make_optimizer(model, config):
 
 
 def data_loader(dataset, config, device):
-    """The DataLoader of the course's trainer (shuffled batches of config.batch_size); in a distributed run
-    each rank gets its own share of every epoch, in an order all ranks agree on (seed + epoch)."""
+    """Shuffled batches of config.batch_size; in a distributed run each rank gets its share of every epoch."""
     sampler = None
-    if distributed.active():
+    if distributed.active():  # an order all ranks agree on (seed + epoch)
         sampler = DistributedSampler(dataset, shuffle=True, seed=torch.initial_seed() % 2 ** 62)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
                       num_workers=config.num_workers, pin_memory=device.type == "cuda",
@@ -97,9 +90,8 @@ def data_loader(dataset, config, device):
 
 
 class Trainer:
-    """Trainer(model, train_dataset, test_dataset, config).train(). The course's runs pass test_dataset=None
-    (run.py evaluate scores a model); given one, as in minGPT, its mean loss is measured after every epoch,
-    and ckpt_path is written only when that loss is the best so far."""
+    """Trainer(model, train_dataset, test_dataset, config).train(). Given a test_dataset, as in minGPT, its
+    mean loss is measured after every epoch and ckpt_path is written only when that loss is the best so far."""
 
     def __init__(self, model, train_dataset, test_dataset, config):
         if test_dataset is not None and len(test_dataset) == 0:
@@ -110,9 +102,8 @@ class Trainer:
         # where training stands: tokens seen (for the schedule), optimizer steps, epoch and batches done in it
         self.tokens = self.step = self.epoch = self.iteration = 0
         self.loss = None  # the last loss read out
-        self.test_losses = []  # test_dataset's mean loss after each epoch (of this run, not before a resume)
-        self.optimizer = self.train_loader = self.train_model = self.epoch_start = None  # made by prepare()
-        self.saved_at = None  # time.monotonic() of the last resumable checkpoint, for save_every_minutes
+        self.test_losses = []  # test_dataset's mean loss after each epoch of this run
+        self.optimizer = self.train_loader = self.train_model = self.epoch_start = self.saved_at = None
 
     def prepare(self):
         """Optimizer, batches and the model as trained; the checkpoint's state when resuming (checkpoint.load)."""
@@ -147,7 +138,7 @@ class Trainer:
                     if self.iteration >= n_batches:
                         break
                     self.train_step(x, y, bar, last=self.iteration == n_batches - 1)
-                    # an epoch can take minutes (a CPU, the full corpus): a crash then loses at most these
+                    # an epoch can take minutes: a crash then loses at most save_every_minutes
                     if cfg.save_every_minutes and time.monotonic() - self.saved_at >= 60 * cfg.save_every_minutes:
                         self.save_checkpoint()
                     interrupt.check()
@@ -187,28 +178,25 @@ class Trainer:
             bar.update(1)
 
     def forward_backward(self, x, y):
-        """The batch's loss, with its gradients in .grad. A compiled model compiles on its first
-        calls (and on a new batch shape); if that fails (no C++ compiler, an unsupported op),
-        training goes on with the eager model, from this same batch."""
+        """The batch's loss, with its gradients in .grad. If the compiled model fails (no C++ compiler, an
+        unsupported op), training goes on with the eager model, from this same batch."""
         try:
-            return self.loss_and_gradients(self.train_model, x, y)
+            model = self.train_model
+            with self.autocast():
+                _, loss = model(x, y, packed=True) if self.real_tokens else model(x, y)
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss
         except Exception as e:  # noqa: BLE001 - any failure of the compiled model means "run it eagerly"
             if self.train_model is self.eager:
                 raise
             print(f"torch.compile failed ({type(e).__name__}: {str(e)[:300]}); training the eager model",
                   flush=True)
             self.train_model = self.eager
-            return self.loss_and_gradients(self.eager, x, y)
-
-    def loss_and_gradients(self, model, x, y):
-        with self.autocast():
-            _, loss = model(x, y, packed=True) if self.real_tokens else model(x, y)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        return loss
+            return self.forward_backward(x, y)
 
     def autocast(self):
-        """Where the model runs: under torch.autocast to config.amp_dtype, or as it is (None)."""
+        """Under torch.autocast to config.amp_dtype, or as it is (None)."""
         dtype = self.config.amp_dtype
         return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
@@ -236,10 +224,9 @@ class Trainer:
         self.saved_at = time.monotonic()
 
     def wrap(self, model):
-        """The model as trained: under DistributedDataParallel in a distributed run, compiled with
-        config.compile. self.eager keeps the uncompiled one to fall back on."""
+        """The model as trained: under DistributedDataParallel in a distributed run (DDP broadcasts rank 0's
+        weights and averages the gradients), compiled with config.compile. self.eager: uncompiled."""
         if distributed.active():
-            # the copies start equal (DDP broadcasts rank 0's weights) and backward averages their gradients
             model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None)
         self.eager = model

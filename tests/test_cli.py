@@ -1,4 +1,4 @@
-"""End-to-end tests of the command line (SPEC §8): src/run.py pretrain -> finetune -> evaluate
+"""End-to-end tests of the command line: src/run.py pretrain -> finetune -> evaluate
 on a tiny synthetic corpus, its error handling, and src/london_baseline.py."""
 import json
 import os
@@ -717,5 +717,5 @@ def test_london_baseline_on_the_real_dev_set(tmp_path, capsys):
     import london_baseline
     out = tmp_path / "london_baseline_accuracy.txt"
     london_baseline.main(["--eval_corpus_path", REAL_DEV, "--outputs_path", str(out)])
-    assert float(out.read_text()) == 5.0  # SPEC §8
+    assert float(out.read_text()) == 5.0  # 25 Londoners of 500
     assert "Correct: 25 out of 500: 5.0%" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """
-The experiment switches of CS224N §2.2 on the command line (src/run.py --mask_after_softmax,
+The CS224N handout's attention experiments on the command line (src/run.py --mask_after_softmax,
 --position_embedding sinusoidal, --shared_qk): each trains, saves and evaluates; the params
 remember it; and a switch that does not apply to a variant is one clear error.
 

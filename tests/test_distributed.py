@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 5, item 5): `torchrun --nproc_per_node 2 src/run.py pretrain|finetune`
+"""Data-parallel training: `torchrun --nproc_per_node 2 src/run.py pretrain|finetune`
 with the gloo backend on the CPU, on a tiny synthetic corpus, writes the same kind of params file
 as a single-process run; rank 0 alone logs and saves; the ranks share the data and the learning
 rate schedule counts the tokens of both."""

@@ -1,4 +1,4 @@
-"""Fast training paths against the plain ones (issue 5, items 2 and 6): on the same batch, the
+"""Fast training paths against the plain ones: on the same batch, the
 fused-attention model gives the plain model's loss and gradients, and bf16 autocast a loss close
 to fp32 (on the CPU too, so CI runs the autocast path that CUDA takes); the Trainer with fused
 AdamW and bf16 autocast keeps fp32 weights that follow the plain Trainer's; --compile falls back

@@ -1,4 +1,4 @@
-"""Tests for src/trainer.py (SPEC §6, and the schedule of §7; the XCS224N recipe of §11) and its resumable
+"""Tests for src/trainer.py (the course's trainer, the recipe's schedule and XCS224N's) and its resumable
 checkpoints (src/checkpoint.py)."""
 import math
 import os
@@ -29,7 +29,7 @@ def schedule(**kwargs):
 
 
 def cosine(progress):
-    """The SPEC's multiplier after warm-up: cosine decay, floored at 10%, progress clamped at 1."""
+    """The course's multiplier after warm-up: cosine decay, floored at 10%, progress clamped at 1."""
     return max(0.1, 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -75,13 +75,13 @@ def test_learning_rate_without_decay_is_the_base_rate():
 
 
 def test_learning_rate_after_first_pretraining_epoch_of_the_recipe():
-    # SPEC §7: 2937 wiki lines, block 128 (127 targets per item), warm-up 512*20, 650 epochs
+    # the recipe: 2937 wiki lines, block 128 (127 targets per item), warm-up 512*20, 650 epochs
     cfg = TrainerConfig(learning_rate=6e-3, lr_decay=True, warmup_tokens=512 * 20, final_tokens=650 * 2937 * 128)
     assert learning_rate_at(cfg, 2937 * 127) == pytest.approx(5.99997e-03, abs=5e-9)
     assert learning_rate_at(cfg, 512 * 10) == pytest.approx(3e-3)
 
 
-# SPEC §7 and §11 on the real corpus: 2937 documents, block 128; epoch 1 = 23 batches, 2937 * 127 targets
+# the CS224N and XCS224N recipes on the real corpus: 2937 documents, block 128; epoch 1 = 23 batches, 2937 * 127 targets
 EPOCH = 2937 * 127
 
 
@@ -276,7 +276,7 @@ def test_the_test_loss_is_the_models_mean_loss_over_the_test_batches():
 
 
 def test_trainer_config_takes_the_course_fields_in_the_course_order():
-    """SPEC §6's order, so a positional call means what it means in the course's code."""
+    """The course's order, so a positional call means what it means in the course's code."""
     cfg = TrainerConfig(3, 8, 1e-3, (0.8, 0.9), 0.5, 0.01, True, 100, 1000, "m.params", 2, "w")
     assert (cfg.max_epochs, cfg.batch_size, cfg.learning_rate, cfg.betas, cfg.grad_norm_clip, cfg.weight_decay,
             cfg.lr_decay, cfg.warmup_tokens, cfg.final_tokens, cfg.ckpt_path, cfg.num_workers, cfg.writer) == \
@@ -341,7 +341,7 @@ def test_save_state_dict_leaves_no_temporary(tmp_path):
 
 
 # -----------------------------------------------------------------------------
-# resumable training (issue 6): an interrupted run resumed with `resume` ends where an
+# resumable training: an interrupted run resumed with `resume` ends where an
 # uninterrupted one does
 
 DOCS = "\n".join(f"document {i}: " + "the quick brown fox jumps over the lazy dog"[i:] for i in range(10))
