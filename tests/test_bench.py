@@ -1,4 +1,4 @@
-"""Smoke tests of tools/bench.py (issue 5, item 1): each measurement, on the fast and the plain
+"""Smoke tests of tools/bench.py: each measurement, on the fast and the plain
 path, prints one JSON object with what, variant, device, path and a positive figure. Tiny
 settings, run in this process (bench.main), so they check behaviour, not speed."""
 import json

@@ -1,17 +1,12 @@
 """
-Demos side by side, as a table, JSON and a bar chart: the demos of one variant at 1 and at 3 wiki
-lines per person (`./run.sh demo-augmentation`), or the four variants' demos (`./run.sh demo-variants`).
+Demos side by side, as a table, JSON and a bar chart: one variant's demos at 1 and at 3 wiki lines per person
+(`./run.sh demo-augmentation`), or every variant's demo (`./run.sh demo-variants`).
 
-    python tools/demo_report.py results/demo-augmentation/bios1 results/demo-augmentation/bios3 \
-        --by bios_per_person --out results/demo-augmentation --name augmentation
-    python tools/demo_report.py results/demo-vanilla results/demo-rope ... --by variant \
-        --out results/demo-variants --name variants
+    python tools/demo_report.py DEMO_DIR... --by bios_per_person|variant --out OUT --name NAME
 
-Each demo directory holds what `./run.sh demo` writes: corpus.json (the generator's description
-of the corpus it ran on), baseline_accuracy.txt, the evaluation results that run.py writes
-beside the predictions (nopretrain.dev.predictions.json, pretrain.dev.predictions.json, with the
-run's variant and options), probe_recall.json and seconds.txt: structured files, nothing is read
-from printed text. Writes OUT/NAME.{json,md,png}.
+Reads the files `./run.sh demo` writes into each demo directory, never printed text: corpus.json,
+baseline_accuracy.txt, {nopretrain,pretrain}.dev.predictions.json, probe_recall.json and seconds.txt.
+Writes OUT/NAME.{json,md,png}.
 """
 import argparse
 import json
@@ -22,43 +17,39 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 from utils import UserError, atomic_write_text, read_text, run_script
 
+SHAPES = ("own line", "name at line start", "name after other words")  # probe_recall's prompt shapes
 # (key in the results, column heading)
 COLUMNS = [("baseline", "most common place"), ("no_pretraining", "no pretraining"),
-           ("pretrained", "pretrained + finetuned"), ("own line", "recall: own line"),
-           ("name at line start", "recall: name at line start"),
-           ("name after other words", "recall: name after other words")]
+           ("pretrained", "pretrained + finetuned")] + [(shape, f"recall: {shape}") for shape in SHAPES]
 DASH = "—"
 
 
 def read_demo(directory):
-    """{bios_per_person, people, seed, dev questions, and each COLUMNS key: percent} of one demo."""
-    def path(name):
-        full = os.path.join(directory, name)
-        if not os.path.isfile(full):
+    """{directory, variant, bios_per_person, people, seconds, seed, dev_questions, and each COLUMNS key: percent}."""
+    def read(name, what):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
             raise UserError(f"{directory} has no {name}: run the demo into it first")
-        return full
+        return read_text(path, what)
 
-    def read_json(name, what):
-        return json.loads(read_text(path(name), what))
-
-    corpus = read_json("corpus.json", "demo corpus description")
-    scratch = read_json("nopretrain.dev.predictions.json", "evaluation results")
-    pretrained = read_json("pretrain.dev.predictions.json", "evaluation results")
-    probe = read_json("probe_recall.json", "probe results")
-    seconds = os.path.join(directory, "seconds.txt")
+    corpus, scratch, pretrained, probe = (json.loads(read(name, what)) for name, what in (
+        ("corpus.json", "demo corpus description"), ("nopretrain.dev.predictions.json", "evaluation results"),
+        ("pretrain.dev.predictions.json", "evaluation results"), ("probe_recall.json", "probe results")))
+    timed = os.path.isfile(os.path.join(directory, "seconds.txt"))
     row = {"directory": directory, "variant": pretrained["variant"], "bios_per_person": corpus["bios_per_person"],
-           "people": corpus["people"], "seconds": int(read_text(seconds, "demo time")) if os.path.isfile(seconds) else None,
+           "people": corpus["people"], "seconds": int(read("seconds.txt", "demo time")) if timed else None,
            "seed": corpus["seed"], "dev_questions": pretrained["total"],
-           "baseline": float(read_text(path("baseline_accuracy.txt"), "baseline accuracy")),
+           "baseline": float(read("baseline_accuracy.txt", "baseline accuracy")),
            "no_pretraining": scratch["percent"], "pretrained": pretrained["percent"]}
-    for shape in ("own line", "name at line start", "name after other words"):
+    for shape in SHAPES:
         recalled, probed = probe[shape]
         row[shape] = 100.0 * recalled / probed if probed else None
     return row
 
 
-# what tells the demos of a report apart: (row key, heading of the first column, label in the chart)
-BY = {"bios_per_person": ("wiki lines per person", "{} wiki line(s) per person"), "variant": ("variant", "{}")}
+# what tells the demos apart: {row key: (heading of the first column, label in the chart, the chart's title)}
+BY = {"bios_per_person": ("wiki lines per person", "{} wiki line(s) per person", "Knowledge augmentation"),
+      "variant": ("variant", "{}", "Every variant's demo")}
 
 
 def markdown(rows, by):
@@ -71,21 +62,19 @@ def markdown(rows, by):
     return "\n".join(lines) + "\n"
 
 
-def plot(rows, by, title, path):
+def plot(rows, by, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
-        values = [row[key] or 0.0 for key, _ in COLUMNS]
-        ax.bar([c + (i - (len(rows) - 1) / 2) * width for c in range(len(COLUMNS))], values, width,
-               label=BY[by][1].format(row[by]))
-    ax.set_xticks(range(len(COLUMNS)), [title.replace(": ", ":\n").replace(" + ", " +\n") for _, title in COLUMNS],
-                  fontsize=8)
-    ax.set_ylabel("% of dev people")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"{title}, {rows[0]['people']} people, {rows[0]['dev_questions']} dev questions, seed {rows[0]['seed']}")
+        ax.bar([c + (i - (len(rows) - 1) / 2) * width for c in range(len(COLUMNS))],
+               [row[key] or 0.0 for key, _ in COLUMNS], width, label=BY[by][1].format(row[by]))
+    ax.set_xticks(range(len(COLUMNS)), [t.replace(": ", ":\n").replace(" + ", " +\n") for _, t in COLUMNS], fontsize=8)
+    first = rows[0]
+    ax.set(ylabel="% of dev people", ylim=(0, 100), title=f"{BY[by][2]}, {first['people']} people, "
+           f"{first['dev_questions']} dev questions, seed {first['seed']}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -107,10 +96,8 @@ def main(argv=None):
     atomic_write_text(out + ".json", json.dumps(rows, indent=1) + "\n")
     table = markdown(rows, args.by)
     atomic_write_text(out + ".md", table)
-    title = "Knowledge augmentation" if args.by == "bios_per_person" else "Every variant's demo"
-    plot(rows, args.by, title, out + ".png")
-    print(table, end="")
-    print(f"written to {out}.json, .md and .png")
+    plot(rows, args.by, out + ".png")
+    print(f"{table}written to {out}.json, .md and .png")
 
 
 if __name__ == "__main__":

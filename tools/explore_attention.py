@@ -1,20 +1,14 @@
 """
 Attention exploration, worked numerically.
 
-Part 1 follows the "attention exploration" exercises of the UW CSE 447/517
-handout: single-head attention with plain (unscaled) dot products,
+Part 1 follows the "attention exploration" exercises of the UW CSE 447/517 handout: single-head attention
+with plain (unscaled) dot products, c = sum_i softmax_i(k_i . q) v_i, over four fixed keys and values. Each
+construction builds its query (or replaces a key) analytically, a direction (often a 3x3 solve) and a scale
+that makes the softmax as sharp as asked, then checks the output against the target it was built for.
 
-    c = sum_i softmax_i(k_i . q) v_i,
-
-over four fixed keys and values. Each construction below builds its query (or
-replaces a key) analytically -- by choosing a direction, often by solving a
-3x3 linear system, and a scale large enough that the softmax is as sharp as
-we ask -- and then checks the output against the target it was built for.
-
-Part 2 demonstrates the CS224N written question on single- vs multi-head
-attention: when one key has large variance along its mean, a single head
-asked for the average of two values swings between them from sample to
-sample, while two heads (one per value, outputs averaged) stay near the average.
+Part 2 is the CS224N written question on single- vs multi-head attention: when one key has large variance
+along its mean, a single head asked for the average of two values swings between them from sample to sample,
+while two heads (one per value, outputs averaged) stay near the average.
 
 Run: python tools/explore_attention.py   (exits non-zero if a construction misses its target by more than TOLERANCE)
 """
@@ -33,63 +27,39 @@ DTYPE = torch.float64
 TOLERANCE = 0.05  # max abs error allowed between an output and its target
 LEAK = 1e-3       # total softmax weight we allow on keys that should be ignored
 
-KEYS = torch.tensor([
-    [0.47, 0.65, 0.60],
-    [0.64, 0.50, -0.59],
-    [-0.03, -0.48, -0.88],
-    [0.43, -0.83, 0.35],
-], dtype=DTYPE)  # (n, d) rows k_i
+KEYS = torch.tensor([[0.47, 0.65, 0.60], [0.64, 0.50, -0.59], [-0.03, -0.48, -0.88], [0.43, -0.83, 0.35]],
+                    dtype=DTYPE)  # (n, d) rows k_i
+VALUES = torch.tensor([[-0.07, -0.88, 0.47], [0.37, -0.93, -0.07], [-0.25, -0.75, 0.61], [0.94, 0.20, 0.28]],
+                      dtype=DTYPE)  # (n, dv) rows v_i
 
-VALUES = torch.tensor([
-    [-0.07, -0.88, 0.47],
-    [0.37, -0.93, -0.07],
-    [-0.25, -0.75, 0.61],
-    [0.94, 0.20, 0.28],
-], dtype=DTYPE)  # (n, dv) rows v_i
-
-
-# ---------------------------------------------------------------------------
-# single-head attention without scaling, as in the handout
 
 def attend(q, K, V):
-    """Unscaled single-head attention: q (..., Tq, d), K (..., n, d), V (..., n, dv)
-    -> (weights (..., Tq, n), outputs (..., Tq, dv))."""
+    """Unscaled single-head attention: q (..., Tq, d), K (..., n, d), V (..., n, dv) -> (weights, outputs)."""
     weights = attn_softmax(pairwise_similarities(q, K))  # (..., Tq, n)
     return weights, compute_outputs(weights, V)          # (..., Tq, dv)
 
 
 def sharpness(margin, n_ignored, leak=LEAK):
-    """Scale beta so that keys scoring `margin` below the winners get total weight <= leak.
-
-    Each ignored key has weight <= exp(-beta * margin) relative to one winner,
-    so n_ignored * exp(-beta * margin) <= leak is enough.
-    """
+    """Scale beta that leaves keys scoring `margin` below the winners a total weight <= leak: each has weight
+    <= exp(-beta * margin) relative to one winner, so n_ignored * exp(-beta * margin) <= leak is enough."""
     if margin <= 0:
         raise ValueError(f"no positive margin ({margin:.3g}): these keys cannot be separated")
     return math.log(n_ignored / leak) / margin
 
 
 def direction_with_margins(K, w, margins):
-    """Solve for u with (k_w - k_i) . u = margins[i] for every key i != w.
-
-    With n = d + 1 keys this is a square linear system (solvable when the keys
-    are affinely independent): u puts every other key margins[i] below k_w,
-    and a margin of 0 makes key i tie with k_w.
-    """
+    """u with (k_w - k_i) . u = margins[i] for every key i != w (margin 0: a tie). With n = d + 1 keys this is
+    a square linear system, solvable when the keys are affinely independent."""
     others = [i for i in range(K.size(0)) if i != w]
-    D = K[w] - K[others]                                          # (n-1, d) differences
     m = torch.tensor([margins[i] for i in others], dtype=K.dtype)  # (n-1,)
-    return torch.linalg.solve(D, m)                               # (d,)
+    return torch.linalg.solve(K[w] - K[others], m)                # (d,)
 
-
-# ---------------------------------------------------------------------------
-# the constructions
 
 @dataclass
 class Construction:
     label: str
     description: str
-    setup: dict           # name -> tensor (queries, replaced keys) to print
+    setup: dict            # name -> tensor (queries, replaced keys) to print
     weights: torch.Tensor  # (Tq, n)
     output: torch.Tensor   # (Tq, dv)
     target: torch.Tensor   # (Tq, dv)
@@ -99,90 +69,43 @@ class Construction:
         return (self.output - self.target).abs().max().item()
 
 
-def selecting_query(K, j):
-    """A query whose softmax puts all but LEAK of its weight on key j.
-
-    The direction gives key j a score exactly 1 above every other key (a 3x3
-    solve, possible because the four keys are affinely independent); the
-    length makes the softmax sharp.
-    """
-    u = direction_with_margins(K, j, {i: 1.0 for i in range(K.size(0))})
-    return sharpness(1.0, K.size(0) - 1) * u
-
-
-def copy_one(K=KEYS, V=VALUES, j=0):
-    """(a) a query that selects v_j."""
-    q = selecting_query(K, j)[None]  # (1, d)
-    w, c = attend(q, K, V)
-    return Construction("a", f"select v{j}", {"q": q}, w, c, V[j][None])
-
-
-def copy_all(K=KEYS, V=VALUES):
-    """(b) a query matrix whose row i selects v_i, so the outputs copy every value."""
-    Q = torch.stack([selecting_query(K, i) for i in range(K.size(0))])  # (n, d)
-    w, c = attend(Q, K, V)
-    return Construction("b", "copy all values (row i -> v_i)", {"Q": Q}, w, c, V)
-
-
-def average_all(K=KEYS, V=VALUES):
-    """(c) q = 0: every score is 0, so the weights are uniform."""
-    q = torch.zeros(1, K.size(1), dtype=K.dtype)
-    w, c = attend(q, K, V)
-    return Construction("c", "average all values", {"q": q}, w, c, V.mean(0, keepdim=True))
-
-
-def average_pair(K=KEYS, V=VALUES, a=0, b=1):
-    """(d) a query that ties k_a with k_b and puts every other key a margin of 1 below."""
-    margins = {i: (0.0 if i == b else 1.0) for i in range(K.size(0))}
-    u = direction_with_margins(K, a, margins)
-    q = (sharpness(1.0, K.size(0) - 2) * u)[None]
-    w, c = attend(q, K, V)
-    return Construction("d", f"average v{a} and v{b}", {"q": q}, w, c, ((V[a] + V[b]) / 2)[None])
-
-
-def average_first_three(K=KEYS, V=VALUES, replaced=3):
-    """(e) replace one key so that a simple query averages the other three values.
-
-    The query is the unit normal of the plane through the three kept keys, so
-    they all get the same score s. The replaced key keeps its components
-    orthogonal to q but is moved along q until its score is s - L, with L large
-    enough that its weight is below LEAK.
-    """
-    kept = [i for i in range(K.size(0)) if i != replaced]
-    normal = torch.linalg.cross(K[kept[1]] - K[kept[0]], K[kept[2]] - K[kept[0]])
-    q = normal / normal.norm()                          # (d,) unit: a "simple" query
-    s = K[kept[0]] @ q                                   # shared score of the kept keys
-    L = sharpness(1.0, 1)                                # score gap for the replaced key
-    old = K[replaced]
-    new_key = old - (old @ q) * q + (s - L) * q          # score of new_key is s - L
-    K2 = K.clone()
-    K2[replaced] = new_key
-    w, c = attend(q[None], K2, V)
-    return Construction("e", f"replace k{replaced}, average the other three values",
-                        {f"new k{replaced}": new_key, "q": q[None]}, w, c, V[kept].mean(0, keepdim=True))
-
-
-def unit_key_select(K=KEYS, V=VALUES, j=2):
-    """(f) replace k_j by a unit vector and pick it out with a query along it.
-
-    u solves K_others u = -1 (the other keys all score -1 along u), then is
-    normalised; with k_j = u and q = beta u, key j scores beta and the others
-    score -beta / |u_unnormalised|, a gap of beta * (1 + 1/|x|).
-    """
-    others = [i for i in range(K.size(0)) if i != j]
-    x = torch.linalg.solve(K[others], -torch.ones(len(others), dtype=K.dtype))
-    u = x / x.norm()                                     # new k_j, |u| = 1
-    K2 = K.clone()
-    K2[j] = u
-    margin = 1.0 - (K[others] @ u).max().item()
-    q = (sharpness(margin, len(others)) * u)[None]
-    w, c = attend(q, K2, V)
-    return Construction("f", f"replace k{j} by a unit vector, select v{j}",
-                        {f"new k{j}": u, f"|new k{j}|": u.norm(), "q": q}, w, c, V[j][None])
-
-
 def run_constructions():
-    return [copy_one(), copy_all(), average_all(), average_pair(), average_first_three(), unit_key_select()]
+    """The constructions (a)-(f), each checked against the target it was built for."""
+    K, V, n, constructions = KEYS, VALUES, KEYS.size(0), []
+
+    def check(label, description, setup, q, keys, target):
+        constructions.append(Construction(label, description, setup, *attend(q, keys, V), target))
+
+    def selecting(j):  # key j scores 1 above every other key, scaled until all but LEAK of the weight is on it
+        return sharpness(1.0, n - 1) * direction_with_margins(K, j, {i: 1.0 for i in range(n)})
+
+    q = selecting(0)[None]  # (1, d)
+    check("a", "select v0", {"q": q}, q, K, V[0][None])
+    Q = torch.stack([selecting(i) for i in range(n)])  # (n, d): row i selects v_i
+    check("b", "copy all values (row i -> v_i)", {"Q": Q}, Q, K, V)
+    q = torch.zeros(1, K.size(1), dtype=K.dtype)  # every score is 0, so the weights are uniform
+    check("c", "average all values", {"q": q}, q, K, V.mean(0, keepdim=True))
+    q = (sharpness(1.0, n - 2) * direction_with_margins(K, 0, {1: 0.0, 2: 1.0, 3: 1.0}))[None]  # k0 ties with k1
+    check("d", "average v0 and v1", {"q": q}, q, K, ((V[0] + V[1]) / 2)[None])
+
+    # (e) a simple query: the unit normal of the plane through k0, k1, k2, which all score s; k3 moves along q
+    # until it scores s - L, with L large enough that its weight is below LEAK
+    normal = torch.linalg.cross(K[1] - K[0], K[2] - K[0])
+    q = normal / normal.norm()  # (d,)
+    K2 = K.clone()
+    K2[3] = K[3] - (K[3] @ q) * q + (K[0] @ q - sharpness(1.0, 1)) * q
+    check("e", "replace k3, average the other three values", {"new k3": K2[3], "q": q[None]}, q[None], K2,
+          V[:3].mean(0, keepdim=True))
+
+    # (f) k2 becomes the unit vector u = x / |x| where K_others x = -1: along u the other keys score -1/|x|, k2
+    # scores 1, and a query along u picks it out
+    others = [0, 1, 3]
+    x = torch.linalg.solve(K[others], -torch.ones(len(others), dtype=K.dtype))
+    K2 = K.clone()
+    K2[2] = u = x / x.norm()
+    q = (sharpness(1.0 - (K[others] @ u).max().item(), len(others)) * u)[None]
+    check("f", "replace k2 by a unit vector, select v2", {"new k2": u, "|new k2|": u.norm(), "q": q}, q, K2, V[2][None])
+    return constructions
 
 
 def failures(constructions, tolerance=TOLERANCE):
@@ -193,37 +116,18 @@ def failures(constructions, tolerance=TOLERANCE):
 # ---------------------------------------------------------------------------
 # single head vs two heads (CS224N)
 
-def sample_keys(means, a, alpha, along_mean_var, n_samples, gen):
-    """Keys k_i ~ N(mu_i, alpha I), except k_a ~ N(mu_a, alpha I + along_mean_var mu_a mu_a^T).
-
-    means (n, d) with unit-norm rows -> keys (n_samples, n, d).
-    """
-    n, d = means.shape
-    keys = means + math.sqrt(alpha) * torch.randn(n_samples, n, d, generator=gen, dtype=means.dtype)
-    stretch = math.sqrt(along_mean_var) * torch.randn(n_samples, generator=gen, dtype=means.dtype)
-    keys[:, a] += stretch[:, None] * means[a]  # extra variance only along mu_a
-    return keys
-
-
 def single_vs_multi_head(n=8, a=0, b=1, alpha=1e-6, along_mean_var=0.5, beta=50.0, n_samples=10000, seed=0):
-    """Weights on v_a and v_b over many key samples, for one head and for two heads.
-
-    Means and values are orthonormal (the rows of random orthogonal matrices,
-    d = n). Single head: q = beta (mu_a + mu_b). Two heads: q1 = beta mu_a,
-    q2 = beta mu_b on the same keys and values, outputs averaged.
-    Returns {"single"|"multi": {"a"|"b": (mean, std)}}.
-    """
+    """{"single"|"multi": {"a"|"b": (mean, std)}}: the weights on v_a and v_b over many key samples. Means and
+    values are orthonormal (d = n). One head: q = beta (mu_a + mu_b); two heads: q1 = beta mu_a and
+    q2 = beta mu_b on the same keys and values, outputs averaged."""
     gen = torch.Generator().manual_seed(seed)
     means = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))[0]   # (n, d) orthonormal
     V = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))[0]       # (n, dv) orthonormal
-    K = sample_keys(means, a, alpha, along_mean_var, n_samples, gen)            # (S, n, d)
-
-    q_single = (beta * (means[a] + means[b]))[None]                             # (1, d)
-    _, c_single = attend(q_single, K, V)                                        # (S, 1, dv)
-    _, c1 = attend((beta * means[a])[None], K, V)
-    _, c2 = attend((beta * means[b])[None], K, V)
-    c_multi = (c1 + c2) / 2                                                     # (S, 1, dv)
-
+    # keys k_i ~ N(mu_i, alpha I), except k_a ~ N(mu_a, alpha I + along_mean_var mu_a mu_a^T)
+    K = means + math.sqrt(alpha) * torch.randn(n_samples, n, n, generator=gen, dtype=DTYPE)   # (S, n, d)
+    K[:, a] += math.sqrt(along_mean_var) * torch.randn(n_samples, generator=gen, dtype=DTYPE)[:, None] * means[a]
+    c_single = attend((beta * (means[a] + means[b]))[None], K, V)[1]            # (S, 1, dv)
+    c_multi = (attend((beta * means[a])[None], K, V)[1] + attend((beta * means[b])[None], K, V)[1]) / 2
     stats = {"single": {}, "multi": {}}
     for name, c in (("single", c_single[:, 0]), ("multi", c_multi[:, 0])):
         for key, i in (("a", a), ("b", b)):
@@ -245,8 +149,7 @@ def fmt(t):
 
 def show(con):
     print(f"({con.label}) {con.description}")
-    rows = [*con.setup.items(), ("weights", con.weights), ("output", con.output), ("target", con.target)]
-    for name, t in rows:
+    for name, t in [*con.setup.items(), ("weights", con.weights), ("output", con.output), ("target", con.target)]:
         sep = "\n" if t.dim() == 2 else " "  # matrices start on a line of their own
         print(f"  {name}:{sep}{fmt(t)}")
     print(f"  max abs error vs target: {con.error:.3e}\n")

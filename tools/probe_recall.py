@@ -1,12 +1,10 @@
 """
-Probe whether a params file knows the birth places, and from which contexts it recalls them:
-for the first --people people of the question files, greedily continue four prompt shapes
-and count a person as recalled when the continuation is their birth place.
+Probe whether a params file knows the birth places, and from which contexts it recalls them: for the first
+--people people of the question files, greedily continue four prompt shapes and count a person as recalled
+when the continuation is their birth place. The model is built from the description run.py saves in the
+params file, the vocabulary from the wiki corpus, as in run.py.
 
     python tools/probe_recall.py vanilla.pretrain.params wiki.txt birth_dev.tsv [--people 200]
-
-The model is built from the description run.py saves in the params file; the vocabulary
-comes from the wiki corpus, as in run.py.
 """
 import os
 import argparse
@@ -24,22 +22,15 @@ from params import load_model
 from utils import UserError, atomic_write_text, read_qa, read_text, resolve_device, run_script
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
+QUESTION_SHAPE = "finetuning question"  # scored apart from the other prompts, as evaluation scores it
 
 
 def own_line_prompt(line, name, place, max_len):
     """name's wiki line ("Name. ...") up to its first mention of place after the name, or None when
     the place does not end within max_len characters (pretraining never shows text beyond them)."""
-    if not line.startswith(name + ". "):
-        return None
-    start = line.find(place, len(name) + 2)  # Florence Nightingale's name is no mention of Florence
-    if start < 0 or start + len(place) > max_len:
-        return None
-    return line[:start]
-
-
-def find_wiki_line(name, lines):
-    """The line that is name's biography ("Name. ..."), or None."""
-    return next((line for line in lines if line.startswith(name + ". ")), None)
+    # after the name: Florence Nightingale's name is no mention of Florence
+    start = line.find(place, len(name) + 2) if line.startswith(name + ". ") else -1
+    return line[:start] if start >= 0 and start + len(place) <= max_len else None
 
 
 def says_place(continuation, place):
@@ -65,18 +56,7 @@ def recall_counts(model, prompts, places, stoi, itos, device, progress=False, de
     # mask_id -1 never comes out: a ⁇ must not stop the decoding of the others early
     generated = greedy_by_length(model, [[stoi[c] for c in p] for p in prompts], n_chars, -1, device, bar=bar)
     bar.close()
-    texts = ["".join(itos[j] for j in row) for row in generated]
-    return sum(says_place(text, place) for text, place in zip(texts, places)), len(probed)
-
-
-# (label, prompt of one person or None when there is none); the finetuning question, QUESTION_SHAPE,
-# is scored apart, as evaluation scores it
-PROMPT_SHAPES = [
-    ("own line", lambda name, place, line, max_len: line and own_line_prompt(line, name, place, max_len)),
-    ("name at line start", lambda name, place, line, max_len: f"{name}. {name} was born in "),
-    ("name after other words", lambda name, place, line, max_len: f"The painter {name} was born in "),
-]
-QUESTION_SHAPE = "finetuning question"
+    return sum(says_place("".join(itos[j] for j in row), place) for row, place in zip(generated, places)), len(probed)
 
 
 def read_people(paths, n_people):
@@ -94,13 +74,14 @@ def probe(model, people, wiki_lines, stoi, itos, device, progress=False):
     """{label: (recalled, probed)} for every prompt shape."""
     model.eval()
     questions, names, places = zip(*people)
-    lines = [find_wiki_line(name, wiki_lines) for name in names]
+    lines = [next((line for line in wiki_lines if line.startswith(name + ". ")), None) for name in names]  # own lines
     longest_document = truncation_range(model.block_size)[1]
-    counts = {}
-    for label, make_prompt in PROMPT_SHAPES:
-        prompts = [make_prompt(name, place, line, longest_document)
-                   for name, place, line in zip(names, places, lines)]
-        counts[label] = recall_counts(model, prompts, places, stoi, itos, device, progress, desc=label)
+    shapes = {"own line": [line and own_line_prompt(line, name, place, longest_document)
+                           for name, place, line in zip(names, places, lines)],
+              "name at line start": [f"{name}. {name} was born in " for name in names],
+              "name after other words": [f"The painter {name} was born in " for name in names]}
+    counts = {label: recall_counts(model, prompts, places, stoi, itos, device, progress, desc=label)
+              for label, prompts in shapes.items()}
     counts[QUESTION_SHAPE] = recall_counts(model, questions, places, stoi, itos, device, progress, question=True)
     return counts
 
@@ -126,9 +107,8 @@ def main(argv=None):
     model = load_model(args.params_path, itos).to(device).eval()
     people = read_people(args.qa_paths, args.people)
     c = model.config
-    n_params = sum(q.numel() for q in model.parameters())
-    print(f"{args.params_path}: {c.variant}, {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
-          f"block size {c.block_size}, {n_params:,} parameters; {len(people)} people")
+    print(f"{args.params_path}: {c.variant}, {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, block size "
+          f"{c.block_size}, {sum(q.numel() for q in model.parameters()):,} parameters; {len(people)} people")
     counts = probe(model, people, corpus.split("\n"), stoi, itos, device, progress=sys.stderr.isatty())
     width = max(len(label) for label in counts)
     print(f"{'prompt shape':<{width}}  {'recalled':>9}  {'rate':>6}")

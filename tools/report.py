@@ -4,12 +4,10 @@ Results of the runs: a markdown table, JSON and loss plots, from what the runs r
     python tools/report.py [--course C] [--logs results/logs] [--demos results] [--runs expt] [--out results]
     ./run.sh report                        # the same, with run.sh's RESULTS_DIR and --course
 
-run.sh records how each run went beside its log (LOG.json: the command, its output, its exit status), and each
-run writes its figures beside its output (PARAMS.json, PREDICTIONS.json: variant, model, device, time,
-accuracy, options). This reads those records for the assignment's runs (src/runs.py's table: LOGS/TARGET.json)
-and each demo (DEMOS/demo-*/logs/STEP.json), and the TensorBoard event files under expt/ (train/loss,
-train/lr); it writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png (one figure per phase, one line
-per run). Runs that are missing or failed show as '—'.
+Reads run.sh's record of each run (LOG.json: command, output, exit status) and the one the run wrote beside its
+output (OUTPUT.json: variant, model, device, time, accuracy), for the assignment's runs (src/runs.py's table,
+LOGS/TARGET.json) and each demo (DEMOS/demo-*/logs/STEP.json), and the TensorBoard files under expt/ (train/loss,
+train/lr). Writes OUT/README.md, OUT/results.json and OUT/loss_PHASE.png; missing or failed runs show as '—'.
 """
 import argparse
 import datetime
@@ -38,45 +36,31 @@ def read_json(path):
 
 def read_run(path):
     """One run from run.sh's record of it (LOG.json) and the record its command wrote beside its output."""
-    info = dict.fromkeys(("log", "command", "results", "bottleneck_dim", "seconds", "phase", "error") + FIGURES)
-    info["log"] = path[:-len(".json")] + ".log"
-    status = read_json(path) or {}
-    info["command"] = " ".join(status.get("command", []))
-    if status.get("exit_status"):
-        info["error"] = f"exit status {status['exit_status']} (see {info['log']})"
-    info["results"] = status["output"] + ".json" if status.get("output") else None
-    found = read_json(info["results"])
-    if found is None:
-        return info
-    for key in FIGURES:
-        info[key] = found.get(key, info[key])
-    info["bottleneck_dim"] = (found.get("model") or {}).get("bottleneck_dim")
-    if found.get("function") in ("pretrain", "finetune"):
-        info["phase"], info["seconds"] = found["function"], found.get("seconds")
-    return info
+    log, status = path[:-len(".json")] + ".log", read_json(path) or {}
+    found = read_json(status["output"] + ".json" if status.get("output") else None) or {}
+    return {"log": log, **{key: found.get(key) for key in FIGURES},
+            "error": f"exit status {status['exit_status']} (see {log})" if status.get("exit_status") else None,
+            "bottleneck_dim": (found.get("model") or {}).get("bottleneck_dim"),
+            "seconds": found.get("seconds") if found.get("function") in ("pretrain", "finetune") else None}
 
 
 # ---------------------------------------------------------------- the runs of run.sh and of the demo
 
 def assignment_runs(course=pipeline.CS224N):
-    """[(run name, variant, pretrained, {step: target})] for the runs of ./run.sh TARGET (src/runs.py)."""
+    """[(variant, pretrained, {step: target})] for the runs of ./run.sh TARGET (src/runs.py)."""
     grouped = {}
     for run in pipeline.assignment_runs(course):
         if run.variant is not None:
             grouped.setdefault((run.variant, run.pretrained), {})[run.step] = run.name
-    return [(f"{v}, pretrained" if pretrained else f"{v}, no pretraining", v, pretrained, steps)
-            for (v, pretrained), steps in grouped.items()]
+    return [(variant, pretrained, steps) for (variant, pretrained), steps in grouped.items()]
 
 
 def demo_runs(logs):
     """The same for one ./run.sh demo, whose logs are named by step, not by variant."""
-    steps = ("eval_with_pretrain", "finetune_with_pretrain", "pretrain", "eval_without_pretrain",
-             "finetune_without_pretrain")
-    variant = next((logs[s]["variant"] for s in steps if s in logs and logs[s]["variant"]), "vanilla")
-    return [(f"{variant}, no pretraining", variant, False,
-             {"finetune": "finetune_without_pretrain", "dev": "eval_without_pretrain"}),
-            (f"{variant}, pretrained", variant, True,
-             {"pretrain": "pretrain", "finetune": "finetune_with_pretrain", "dev": "eval_with_pretrain"})]
+    variant = next((info["variant"] for info in logs.values() if info["variant"]), "vanilla")
+    return [(variant, False, {"finetune": "finetune_without_pretrain", "dev": "eval_without_pretrain"}),
+            (variant, True, {"pretrain": "pretrain", "finetune": "finetune_with_pretrain",
+                             "dev": "eval_with_pretrain"})]
 
 
 def read_logs(logs_dir):
@@ -85,27 +69,18 @@ def read_logs(logs_dir):
             for p in sorted(glob.glob(os.path.join(logs_dir, "*.json")))}
 
 
-def find_demos(demos_dir):
-    """{demo name: (its logs directory, its runs)}: one per demos_dir/demo-*/logs/, named by its
-    directory (demo-vanilla, demo-vanilla-shared_qk)."""
-    found = {os.path.basename(os.path.dirname(d)): (d, read_logs(d))
-             for d in glob.glob(os.path.join(demos_dir, "demo-*", "logs"))}
-    return {name: demo for name, demo in sorted(found.items()) if demo[1]}
-
-
 def accuracy(info):
-    if info and info.get("total"):
-        return {"correct": info["correct"], "total": info["total"], "percent": info["percent"]}
-    return None
+    return {key: info[key] for key in ("correct", "total", "percent")} if info and info.get("total") else None
 
 
 def summarize(runs, logs):
     """One dict per run from the logs of its steps; missing pieces are None."""
     rows = []
-    for name, variant, pretrained, steps in runs:
+    for variant, pretrained, steps in runs:
         found = {step: logs.get(log) for step, log in steps.items()}
         got = {step: found.get(step) or {} for step in ("pretrain", "finetune", "dev", "test")}  # {}: no log
-        row = {"run": name, "variant": variant, "pretrained": pretrained,
+        row = {"run": f"{variant}, pretrained" if pretrained else f"{variant}, no pretraining",
+               "variant": variant, "pretrained": pretrained,
                "logs": {step: log for step, log in steps.items() if found[step]},
                "missing": [log for step, log in steps.items() if not found[step]],
                "errors": {steps[step]: info["error"] for step, info in found.items() if info and info["error"]},
@@ -124,9 +99,7 @@ def summarize(runs, logs):
 
 def baseline(logs, name):
     info = logs.get(name)
-    if not info:
-        return None
-    return {"place": info["place"], "accuracy": accuracy(info), "error": info["error"], "log": info["log"]}
+    return info and {"place": info["place"], "accuracy": accuracy(info), "error": info["error"], "log": info["log"]}
 
 
 # ---------------------------------------------------------------- TensorBoard curves
@@ -146,15 +119,14 @@ def event_runs(runs_dir):
     return found
 
 
-def read_scalars(path, tags=("train/loss", "train/lr")):
-    """{tag: ([steps], [values])} of one event file; {} when it cannot be read."""
+def read_scalars(path):
+    """{tag: ([steps], [values])} of train/loss and train/lr in one event file; {} when it cannot be read."""
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
         acc = EventAccumulator(path, size_guidance={"scalars": 0})
         acc.Reload()
-        available = acc.Tags().get("scalars", [])
         return {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)])
-                for tag in tags if tag in available}
+                for tag in ("train/loss", "train/lr") if tag in acc.Tags().get("scalars", [])}
     except Exception as e:  # a truncated or foreign file: skip it, say so
         print(f"warning: cannot read {path}: {e}", file=sys.stderr)
         return {}
@@ -162,10 +134,9 @@ def read_scalars(path, tags=("train/loss", "train/lr")):
 
 def plot_curves(runs_dir, out_dir):
     """loss_PHASE.png per phase under runs_dir; returns [{phase, png, runs}]."""
-    curves = {phase: [(label, read_scalars(f)) for label, f in entries]
-              for phase, entries in event_runs(runs_dir).items()}
-    curves = {phase: [(label, s) for label, s in entries if "train/loss" in s] for phase, entries in curves.items()}
-    curves = {phase: entries for phase, entries in curves.items() if entries}
+    curves = {phase: [(label, s) for label, s in ((label, read_scalars(f)) for label, f in entries)
+                      if "train/loss" in s] for phase, entries in event_runs(runs_dir).items()}
+    curves = {phase: entries for phase, entries in sorted(curves.items()) if entries}
     if not curves:
         return []
     try:
@@ -176,7 +147,7 @@ def plot_curves(runs_dir, out_dir):
         print(f"warning: no plots: {e}", file=sys.stderr)
         return []
     plots = []
-    for phase, entries in sorted(curves.items()):
+    for phase, entries in curves.items():
         fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
                                              gridspec_kw={"height_ratios": [3, 1]})
         for label, scalars in entries:
@@ -203,9 +174,7 @@ def fmt_accuracy(acc):
 
 
 def fmt_seconds(s):
-    if s is None:
-        return DASH
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+    return DASH if s is None else f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def table(rows, with_test=True):
@@ -230,9 +199,8 @@ def baseline_line(b, what):
     if not b:
         return f"{what}: {DASH} (no log)"
     place = f"always {b['place']!r}" if b["place"] else "constant answer"
-    if b["accuracy"]:
-        return f"{what} ({place}): {fmt_accuracy(b['accuracy'])}"
-    return f"{what} ({place}): {DASH}" + (f" ({b['error']})" if b["error"] else "")
+    result = fmt_accuracy(b["accuracy"]) if b["accuracy"] else DASH + (f" ({b['error']})" if b["error"] else "")
+    return f"{what} ({place}): {result}"
 
 
 def markdown(report, out_dir):
@@ -271,8 +239,11 @@ def build_report(logs_dir, runs_dir, out_dir, demos_dir, course=pipeline.CS224N)
     table = assignment_runs(course)
     known = {log for *_, steps in table for log in steps.values()} | {"london_baseline"}
     assignment = {"runs": summarize(table, logs), "london_baseline": baseline(logs, "london_baseline")}
-    demos = {name: {"logs_dir": d, "runs": summarize(demo_runs(found), found), "baseline": baseline(found, "baseline")}
-             for name, (d, found) in find_demos(demos_dir).items()}
+    demos = {}  # one per DEMOS/demo-*/logs/ that holds logs, named by its directory (demo-vanilla-shared_qk)
+    for d in sorted(glob.glob(os.path.join(demos_dir, "demo-*", "logs")), key=os.path.dirname):
+        if found := read_logs(d):
+            demos[os.path.basename(os.path.dirname(d))] = {"logs_dir": d, "runs": summarize(demo_runs(found), found),
+                                                           "baseline": baseline(found, "baseline")}
     return {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "logs_dir": logs_dir,
             "demos_dir": demos_dir, "runs_dir": runs_dir, "assignment": assignment if known & set(logs) else None,
             "demo": demos or None, "other_logs": sorted(set(logs) - known), "plots": plot_curves(runs_dir, out_dir)}
@@ -281,20 +252,17 @@ def build_report(logs_dir, runs_dir, out_dir, demos_dir, course=pipeline.CS224N)
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("--course", choices=list(pipeline.COURSES), default=pipeline.CS224N.name, help="whose runs")
-    p.add_argument("--logs", default=os.path.join("results", "logs"),
-                   help="where run.sh's logs and records are (default results/logs)")
+    p.add_argument("--logs", default=os.path.join("results", "logs"), help="run.sh's logs and records")
     p.add_argument("--demos", help="where the demo-*/logs/ of ./run.sh demo are (default: the parent of --logs)")
     p.add_argument("--runs", default="expt", help="TensorBoard runs: PHASE/NAME/events.* (default expt)")
     p.add_argument("--out", default="results", help="where README.md, results.json and the PNGs go")
-    p.add_argument("--accuracy", nargs="+", metavar="JSON",
-                   help="only print the accuracy in each results JSON (run.sh's summaries), '—' where there is none")
+    p.add_argument("--accuracy", nargs="+", metavar="JSON", help="only print each results JSON's accuracy, or '—'")
     args = p.parse_args(argv)
     if args.accuracy:
         for path in args.accuracy:
             try:
-                with open(path, encoding="utf-8") as f:
-                    print(fmt_accuracy(accuracy(json.load(f))))
-            except (OSError, ValueError, KeyError):
+                print(fmt_accuracy(accuracy(read_json(path))))
+            except KeyError:  # a record without all of correct, total and percent
                 print(DASH)
         return None
     demos = args.demos or os.path.normpath(os.path.join(args.logs, os.pardir))
