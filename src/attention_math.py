@@ -1,9 +1,7 @@
 """
-Attention from first principles: small pure functions, one step each.
-
-The model's plain (non-fused) path in attention.py is these steps inline, and
-tests/test_attention_math.py checks that both compute the same, bit for bit.
-Shapes use B = batch, nh = heads, Tq/Tk = query/key length, d = feature size.
+Attention from first principles: small pure functions, one step each. The model's plain (non-fused) path in
+attention.py is these steps inline; tests/test_attention_math.py checks that both compute the same, bit for bit.
+Shapes: B = batch, nh = heads, Tq/Tk = query/key length, d = feature size.
 """
 import math
 
@@ -33,11 +31,7 @@ def attn_scaled(scores, head_dim):
 
 
 def make_causal_mask(Tq, Tk, offset=0, device=None):
-    """(Tq, Tk) bool, True where query i may see key j, i.e. j <= i + offset.
-
-    offset is how many keys precede the first query (cached keys when decoding);
-    it is 0 for full self-attention and for the perceiver's cross-attention.
-    """
+    """(Tq, Tk) bool, True where query i may see key j: j <= i + offset (offset: the cached keys, decoding)."""
     return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
@@ -52,11 +46,8 @@ def attn_softmax(scores):
 
 
 def zero_masked_weights(weights, mask):
-    """The naive causal mask, applied after the softmax: weights (..., Tq, Tk), mask (Tq, Tk) bool.
-
-    Masked-out weights become 0 and the rest are not renormalised, so rows sum to less
-    than 1 and the future keys still shaped every row through the softmax's denominator.
-    """
+    """The naive causal mask, after the softmax: weights (..., Tq, Tk), mask (Tq, Tk) bool. Rows are not
+    renormalised, so they sum to less than 1, and the future keys still shaped them through the denominator."""
     return weights.masked_fill(~mask, 0.0)
 
 
@@ -66,11 +57,8 @@ def compute_outputs(weights, V):
 
 
 def self_attention(Q, K, V, n_heads, causal):
-    """Multi-head scaled dot-product attention on projected inputs.
-
-    Q (B, Tq, d), K and V (B, Tk, d) -> (B, Tq, d). No projections and no
-    dropout: this is the bare mechanism, compared against PyTorch in the tests.
-    """
+    """Multi-head scaled dot-product attention, the bare mechanism (no projections, no dropout):
+    Q (B, Tq, d), K and V (B, Tk, d) -> (B, Tq, d)."""
     q, k, v = (split_heads(t, n_heads) for t in (Q, K, V))  # (B, nh, T, hs)
     scores = attn_scaled(pairwise_similarities(q, k), q.size(-1))  # (B, nh, Tq, Tk)
     if causal:

@@ -1,10 +1,10 @@
 """
-Datasets of the assignment, character level:
+Datasets of the assignment, character level, each item (x, y): LongTensors of length block_size-1, y = x
+shifted by one.
 
 CharCorruptionDataset  span-corruption pretraining examples from a corpus, one document a line
 NameDataset            "question<TAB>answer" finetuning examples; the loss sees only the answer
 
-Both yield (x, y) LongTensors of length block_size-1 with y = x shifted by one.
 `python src/dataset.py charcorruption|namedata` prints a few decoded examples.
 """
 import argparse
@@ -32,9 +32,12 @@ def build_vocab(corpus):
     return {ch: i for i, ch in enumerate(itos)}, itos
 
 
+def encode(text, stoi):
+    return torch.tensor([stoi[c] for c in text], dtype=torch.long)
+
+
 def truncation_range(block_size, course=CS224N):
-    """(shortest, longest) truncated document length: [4, int(block_size*7/8)] (XCS224N: 3/4),
-    capped so that the document and its masks fit in a block."""
+    """(shortest, longest) truncated length: [4, int(block_size*7/8)] (XCS224N: 3/4), capped so the masks fit."""
     longest = min(int(block_size * course.truncation_fraction), block_size - course.n_masks)
     return min(4, longest), longest
 
@@ -45,12 +48,8 @@ def masked_length_range(doc_len):
 
 
 class CharCorruptionDataset(Dataset):
-    """Span corruption: `prefix ⁇ suffix ⁇ masked_content □□□`, learned left to right
-    (course "xcs224n": `prefix ⁇ suffix ⁇ masked_content ⁇ □□□`, see course.py).
-
-    data: the corpus, one document per non-empty line. Item idx -> (x, y), two
-    LongTensors of length block_size-1.
-    """
+    """Span corruption: `prefix ⁇ suffix ⁇ masked_content □□□`, learned left to right (course "xcs224n":
+    `prefix ⁇ suffix ⁇ masked_content ⁇ □□□`). data: the corpus, one document per non-empty line."""
 
     def __init__(self, data, block_size, course=CS224N):
         self.MASK_CHAR, self.PAD_CHAR = MASK_CHAR, PAD_CHAR
@@ -69,47 +68,23 @@ class CharCorruptionDataset(Dataset):
 
     def corrupt(self, document, rng=random):
         """The corrupted string s (length block_size) for one document."""
-        shortest, longest = truncation_range(self.block_size, self.course)
-        document = document[:rng.randint(shortest, longest)]
+        document = document[:rng.randint(*truncation_range(self.block_size, self.course))]
         n = len(document)
         masked_len = rng.randint(*masked_length_range(n)) if n > 1 else n
-        prefix_len = rng.randint(0, n - masked_len)
-        prefix = document[:prefix_len]
-        masked_content = document[prefix_len:prefix_len + masked_len]
-        suffix = document[prefix_len + masked_len:]
+        p = rng.randint(0, n - masked_len)  # the prefix length
+        prefix, masked_content, suffix = document[:p], document[p:p + masked_len], document[p + masked_len:]
         s = prefix + MASK_CHAR + suffix + MASK_CHAR + masked_content
-        if self.course.mask_after_content:
-            s += MASK_CHAR
+        s += MASK_CHAR if self.course.mask_after_content else ""
         return s + PAD_CHAR * (self.block_size - len(s))
 
     def __getitem__(self, idx):
-        s = self.corrupt(self.data[idx])
-        ids = torch.tensor([self.stoi[c] for c in s], dtype=torch.long)
+        ids = encode(self.corrupt(self.data[idx]), self.stoi)
         return ids[:-1], ids[1:]
 
 
-def check_qa(rows, source, stoi, block_size):
-    """[(question, answer)] of parse_qa rows, refusing characters outside the vocabulary and lines
-    too long for the block."""
-    if not rows:
-        raise UserError(f"{source} has no question<TAB>answer lines")
-    for number, question, answer in rows:
-        unknown = sorted(set(question + answer) - set(stoi))
-        if unknown:
-            raise UserError(f"{source} line {number} has characters that are not in the pretraining "
-                            f"corpus vocabulary: {''.join(unknown)!r}")
-        if len(question) + len(answer) + 2 > block_size:
-            raise UserError(f"{source} line {number} is too long: question + answer + 2 masks is "
-                            f"{len(question) + len(answer) + 2} characters, the block size is {block_size}")
-    return [(question, answer) for _, question, answer in rows]
-
-
 class NameDataset(Dataset):
-    """Birthplace finetuning: x = `question ⁇ answer ⁇ □□□`[:-1], y = the same shifted,
-    with PAD over the question so the loss is on the answer only.
-
-    Shares the vocabulary and block size of the pretraining dataset.
-    """
+    """Birthplace finetuning: x = `question ⁇ answer ⁇ □□□`[:-1], y = the same shifted, with PAD over the
+    question so the loss is on the answer only. Shares the pretraining dataset's vocabulary and block size."""
 
     def __init__(self, pretraining_dataset, data, source="finetuning data"):
         self.MASK_CHAR, self.PAD_CHAR = MASK_CHAR, PAD_CHAR
@@ -117,7 +92,18 @@ class NameDataset(Dataset):
         self.stoi = pretraining_dataset.stoi
         self.vocab_size = len(self.itos)
         self.block_size = pretraining_dataset.block_size
-        self.data = check_qa(parse_qa(data, source, answers=True), source, self.stoi, self.block_size)
+        rows = parse_qa(data, source, answers=True)
+        if not rows:
+            raise UserError(f"{source} has no question<TAB>answer lines")
+        for number, question, answer in rows:
+            unknown = sorted(set(question + answer) - set(self.stoi))
+            if unknown:
+                raise UserError(f"{source} line {number} has characters that are not in the pretraining "
+                                f"corpus vocabulary: {''.join(unknown)!r}")
+            if len(question) + len(answer) + 2 > self.block_size:
+                raise UserError(f"{source} line {number} is too long: question + answer + 2 masks is "
+                                f"{len(question) + len(answer) + 2} characters, the block size is {self.block_size}")
+        self.data = [(question, answer) for _, question, answer in rows]
 
     def __len__(self):
         return len(self.data)
@@ -125,16 +111,12 @@ class NameDataset(Dataset):
     def __getitem__(self, idx):
         question, answer = self.data[idx]
         full = question + MASK_CHAR + answer + MASK_CHAR
-        full = full + PAD_CHAR * (self.block_size - len(full))
-        x = full[:-1]
-        y = PAD_CHAR * (len(question) - 1) + full[len(question):]
-        return (torch.tensor([self.stoi[c] for c in x], dtype=torch.long),
-                torch.tensor([self.stoi[c] for c in y], dtype=torch.long))
+        full += PAD_CHAR * (self.block_size - len(full))
+        return encode(full[:-1], self.stoi), encode(PAD_CHAR * (len(question) - 1) + full[len(question):], self.stoi)
 
 
 def find_data_file(name):
-    """The first of name, data/name, data/synthetic/name that exists (repo root or cwd), then
-    src/data/name (XCS224N's layout)."""
+    """The first of name, data/name, data/synthetic/name in the cwd or the repo, or src/data/name (XCS224N's)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for folder in (".", "data", os.path.join("data", "synthetic"), repo, os.path.join(repo, "data"),
                    os.path.join(repo, "data", "synthetic"), os.path.join(repo, "src", "data")):
@@ -155,13 +137,11 @@ def main(course="cs224n"):
     parser.add_argument("--block_size", type=int, default=RECIPE.block_size)
     parser.add_argument("--examples", type=int, default=4)
     args = parser.parse_args()
-    corpus_path = args.corpus_path or find_data_file("wiki.txt")
-    corruption = CharCorruptionDataset(read_text(corpus_path, "pretraining corpus"), args.block_size, args.course)
+    corpus = read_text(args.corpus_path or find_data_file("wiki.txt"), "pretraining corpus")
+    dataset = CharCorruptionDataset(corpus, args.block_size, args.course)
     if args.dataset_type == "namedata":
         path = args.finetune_corpus_path or find_data_file("birth_places_train.tsv")
-        dataset = NameDataset(corruption, read_text(path, "finetuning corpus"), source=path)
-    else:
-        dataset = corruption
+        dataset = NameDataset(dataset, read_text(path, "finetuning corpus"), source=path)
     print(f"{args.dataset_type}: {len(dataset)} examples, vocabulary of {dataset.vocab_size}")
     for idx in range(min(args.examples, len(dataset))):
         x, y = dataset[idx]

@@ -1,12 +1,11 @@
 """
-Answering questions: greedy decoding of up to 32 characters after `question ⁇`.
-The prediction is the decoded text up to the next ⁇.
+Answering questions: greedy decoding of up to 32 characters after `question ⁇`; the prediction is the decoded
+text up to the next ⁇.
 
-predict_places() decodes many questions at once, stopping as soon as every answer in the batch is complete: with
-a KV cache where the model has one, questions of any length share a batch, right-padded (the cache hides the
-padding and keeps each row's positions), and the prefix they all share ("Where was ") runs once for the batch;
-without one, questions of equal length share a batch, so that positions line up. `batched=False` is the course's
-decoder: one question at a time through utils.sample, no cache.
+predict_places() decodes many questions at once, stopping as soon as every answer in the batch is complete.
+With the model's KV cache, questions of any length share a batch, right-padded (the cache hides the padding and
+keeps each row's positions), and their shared prefix ("Where was ") runs once; without one, questions of equal
+length share a batch. `batched=False` is the course's decoder: one question at a time through utils.sample.
 """
 from collections import defaultdict
 
@@ -21,11 +20,8 @@ MAX_ANSWER_CHARS = 32
 
 
 def encode_question(question, stoi):
-    """Token ids of `question ⁇`, dropping characters outside the vocabulary; also
-    returns the dropped characters."""
-    unknown = sorted(set(question) - set(stoi))
-    ids = [stoi[c] for c in question + MASK_CHAR if c in stoi]
-    return ids, unknown
+    """(token ids of `question ⁇` without the characters outside the vocabulary, those characters)"""
+    return [stoi[c] for c in question + MASK_CHAR if c in stoi], sorted(set(question) - set(stoi))
 
 
 def answer_from_ids(generated, itos):
@@ -35,28 +31,25 @@ def answer_from_ids(generated, itos):
 
 @torch.no_grad()
 def greedy_batch(model, prompts, steps, mask_id, lengths=None):
-    """prompts (B, T) -> generated ids (B, <= steps), stopping once every row has produced
-    mask_id. Uses the model's KV cache when it has one and the whole answer fits; with the cache,
-    prompts may be right-padded: lengths (B,) are then their true lengths."""
-    use_cache = model.supports_kv_cache and prompts.size(1) + steps - 1 <= model.max_len
+    """prompts (B, T) -> generated ids (B, <= steps), stopping once every row has produced mask_id; with the
+    model's KV cache where it has one and the answer fits, and then the prompts may be right-padded to lengths (B,)."""
+    B, T = prompts.shape
+    use_cache = model.supports_kv_cache and T + steps - 1 <= model.max_len
     assert use_cache or lengths is None, "right-padded prompts need the KV cache"
-    cache = KVCache(prompts.size(1) + steps - 1) if use_cache else None  # just the positions decoding fills
+    cache = KVCache(T + steps - 1) if use_cache else None  # just the positions decoding fills
     x = step_input = prompts  # x: everything so far; step_input: what the cache has not seen
-    shared = shared_prefix(prompts, lengths) if use_cache and prompts.size(0) > 1 else 0
+    shared = shared_prefix(prompts, lengths) if use_cache and B > 1 else 0
     if shared:  # the tokens every prompt starts with ("Where was "), run once and copied to every row
         model(prompts[:1, :shared], kv_cache=cache)
-        cache.expand(prompts.size(0))
+        cache.expand(B)
         step_input = prompts[:, shared:]
     generated = []
-    done = torch.zeros(prompts.size(0), dtype=torch.bool, device=prompts.device)
+    done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
     for _ in range(steps):
-        if use_cache:
-            logits, _ = model(step_input, kv_cache=cache)
-        else:
-            logits, _ = model(x[:, -model.max_len:])
+        logits, _ = model(step_input, kv_cache=cache) if use_cache else model(x[:, -model.max_len:])
         if lengths is not None and not generated:  # the prompts' last real tokens, then hide the padding
-            next_id = logits[torch.arange(prompts.size(0)), lengths - 1 - shared].argmax(dim=-1)  # (B,)
-            cache.pad(lengths, prompts.size(1))
+            next_id = logits[torch.arange(B), lengths - 1 - shared].argmax(dim=-1)  # (B,)
+            cache.pad(lengths, T)
         else:
             next_id = logits[:, -1].argmax(dim=-1)  # (B,)
         generated.append(next_id)
@@ -80,10 +73,9 @@ def predict_places(model, questions, stoi, itos, device, batched=True, batch_siz
     """One predicted answer per question string."""
     model.eval()
     encoded = [encode_question(q, stoi)[0] for q in questions]
-    mask_id = stoi[MASK_CHAR]
     bar = tqdm(total=len(questions), desc="evaluate", disable=not progress, mininterval=1)
     if batched:
-        generated = greedy_by_length(model, encoded, MAX_ANSWER_CHARS, mask_id, device, batch_size, bar)
+        generated = greedy_by_length(model, encoded, MAX_ANSWER_CHARS, stoi[MASK_CHAR], device, batch_size, bar)
     else:
         generated = []
         for ids in encoded:
@@ -95,14 +87,12 @@ def predict_places(model, questions, stoi, itos, device, batched=True, batch_siz
 
 
 def greedy_by_length(model, encoded, steps, mask_id, device, batch_size=256, bar=None):
-    """Generated ids (lists, <= steps each) for every prompt in encoded (lists of ids). With the model's
-    KV cache, prompts share batches in order of length, right-padded; other prompts (no cache, or too
-    long for the cache) share batches of equal length, so that positions line up."""
-    def group(ids):  # -1: the padded batches
-        return -1 if model.supports_kv_cache and len(ids) + steps - 1 <= model.max_len else len(ids)
-    groups = defaultdict(list)
+    """Generated ids (lists, <= steps each) for every prompt in encoded (lists of ids): in right-padded batches in
+    order of length with the model's KV cache, else in batches of equal length (so that positions line up)."""
+    groups = defaultdict(list)  # -1: the padded batches
     for i in sorted(range(len(encoded)), key=lambda i: len(encoded[i])):
-        groups[group(encoded[i])].append(i)
+        fits = model.supports_kv_cache and len(encoded[i]) + steps - 1 <= model.max_len
+        groups[-1 if fits else len(encoded[i])].append(i)
     generated = [None] * len(encoded)
     for key, indices in groups.items():
         for start in range(0, len(indices), batch_size):

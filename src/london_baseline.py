@@ -1,6 +1,6 @@
 """
-Accuracy of always answering the same place: "London" on the dev set by default
-(the assignment's baseline), or the most common answer of a training file.
+Accuracy of always answering the same place: "London" on the dev set by default (the assignment's
+baseline), or the most common answer of a training file.
 
     python src/london_baseline.py            # -> london_baseline_accuracy.txt
     python src/london_baseline.py --most_common_from birth_places_train.tsv
@@ -34,8 +34,7 @@ def main(argv=None):
         raise UserError(f"{path} has no answers to compare with")
     accuracy = 100.0 * correct / total
     atomic_write_text(args.outputs_path, f"{accuracy}\n")
-    # the figures for other tools (report.py), beside the handout's file
-    atomic_write_text(args.outputs_path + ".json", json.dumps({
+    atomic_write_text(args.outputs_path + ".json", json.dumps({  # the figures for report.py
         "function": "baseline", "place": place, "eval_corpus": path, "correct": correct, "total": total,
         "percent": accuracy}) + "\n")
     print(f"Always answering {place!r} on {path}: Correct: {correct} out of {total}: {accuracy}%")

@@ -6,13 +6,8 @@ rope         no position embedding; rotary embeddings on queries and keys
 perceiver    DownProjectBlock -> n_layer-2 Blocks on bottleneck_dim slots -> UpProjectBlock
 synthesizer  SynthesizerAttention in every block
 
-GPT(config)(idx, targets) -> (logits (B, T, vocab_size), loss or None).
-
-Experiment switches of CS224N §2.2, off by default (EXPERIMENTS):
-mask_after_softmax   zero the future attention weights after the softmax (naive: the future leaks through
-                     the denominator, except in the synthesizer, whose score row i comes from token i alone)
-position_embedding   "learned" (pos_emb parameter) or "sinusoidal" (fixed, the Transformer paper's)
-shared_qk            one projection for queries and keys
+The CS224N handout's experiments, off by default: mask_after_softmax (the naive causal mask, after the softmax),
+position_embedding="sinusoidal" (fixed, as in the Transformer paper), shared_qk (one projection for q and k).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -32,8 +27,7 @@ ATTENTION_GROUPS = 8  # packed training: attention runs on this many groups of r
 
 @dataclass
 class GPTConfig:
-    """Everything that builds a GPT; the defaults are the assignment's model. A dataclass, so a misspelt
-    option is refused (TypeError); params files store it (params.py), so every tool rebuilds a model alike."""
+    """Everything that builds a GPT (params files record it); a misspelt option is a TypeError."""
     vocab_size: int
     block_size: int
     n_layer: int = 4
@@ -48,8 +42,7 @@ class GPTConfig:
     bottleneck_dim: Optional[int] = None  # the perceiver's number of latent slots m
     synthesizer: bool = False
     fused_attention: bool = False  # F.scaled_dot_product_attention instead of the plain path (same model)
-    # experiments, see the module docstring
-    mask_after_softmax: bool = False
+    mask_after_softmax: bool = False  # the experiments, see the module docstring
     position_embedding: str = "learned"
     shared_qk: bool = False
 
@@ -101,8 +94,7 @@ def config_for_variant(variant, vocab_size, block_size, bottleneck_dim=32, **kwa
 
 
 def mlp(config):
-    """A block's MLP, (B, T, C) -> (B, T, C): a plain nn.Sequential, as in the course's model.py, so that
-    str(model) prints Sequential and its four layers (a subclass would print its own name)."""
+    """A block's MLP, (B, T, C) -> (B, T, C); a plain nn.Sequential, so str(model) prints as the course's does."""
     return nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(),
                          nn.Linear(4 * config.n_embd, config.n_embd), nn.Dropout(config.resid_pdrop))
 
@@ -118,45 +110,37 @@ class Block(nn.Module):
         self.mlp = mlp(config)
 
     def forward(self, x, cache=None, packing=None):
-        """x (B, T, C) -> (B, T, C); cache: the KVCache of decoding, or None; packing: x holds the packed
-        tokens (N, C) of a packing.Packing"""
+        """x (B, T, C) -> (B, T, C); cache: decoding's KVCache; packing: x holds packed tokens (N, C)"""
         x = x + self.attn(self.ln1(x), cache, packing)
         return x + self.mlp(self.ln2(x))
 
 
 class DownProjectBlock(nn.Module):
-    """Perceiver input block: a learned basis C (bottleneck_dim queries) cross-attends
-    over the input, shortening the sequence from T to bottleneck_dim."""
+    """Perceiver input block: a learned basis C (m = bottleneck_dim queries) cross-attends over the input."""
 
     def __init__(self, config):
         super().__init__()
         self.C = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, config.bottleneck_dim, config.n_embd)))
-        self.ln1 = nn.LayerNorm(config.n_embd)
-        self.ln2 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalCrossAttention(config)
-        self.mlp = mlp(config)
+        self.ln1, self.ln2 = nn.LayerNorm(config.n_embd), nn.LayerNorm(config.n_embd)
+        self.attn, self.mlp = CausalCrossAttention(config), mlp(config)
 
     def forward(self, x_input, packing=None):
-        """x_input (B, T, C), or packed (N, C) with packing -> (B, bottleneck_dim, C)"""
+        """x_input (B, T, C), or packed (N, C) -> (B, m, C)"""
         basis = self.C.expand(packing.B if packing is not None else x_input.size(0), -1, -1)  # (B, m, C)
         x = basis + self.attn(self.ln1(x_input), basis, kv_packing=packing)
         return x + self.mlp(self.ln2(x))
 
 
 class UpProjectBlock(nn.Module):
-    """Perceiver output block: the original input sequence queries the bottleneck,
-    restoring the sequence length T."""
+    """Perceiver output block: the input sequence queries the bottleneck, restoring the length T."""
 
     def __init__(self, config):
         super().__init__()
-        self.ln1 = nn.LayerNorm(config.n_embd)
-        self.ln2 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalCrossAttention(config)
-        self.mlp = mlp(config)
+        self.ln1, self.ln2 = nn.LayerNorm(config.n_embd), nn.LayerNorm(config.n_embd)
+        self.attn, self.mlp = CausalCrossAttention(config), mlp(config)
 
     def forward(self, y, x_input, packing=None):
-        """y (B, m, C) from the previous block, x_input (B, T, C) -> (B, T, C); with packing, x_input and the
-        output hold packed tokens (N, C)"""
+        """y (B, m, C) from the previous block, x_input (B, T, C) -> (B, T, C); packed: x_input and output (N, C)"""
         x = x_input + self.attn(self.ln1(y), self.ln1(x_input), q_packing=packing)
         return x + self.mlp(self.ln2(x))
 
@@ -169,12 +153,11 @@ class GPT(nn.Module):
         config.validate()
         self.config = config
         self.block_size = config.block_size
-        # the synthesizer's score rows cover block_size-1 positions
-        self.max_len = config.block_size - 1 if config.synthesizer else config.block_size
+        self.max_len = config.block_size - 1 if config.synthesizer else config.block_size  # longest input
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        # rope has no position embedding: positions enter as rotations of queries and keys
+        # rope has no position embedding (it rotates queries and keys); sinusoidal: the angles t * 10000^(-2i/C)
+        # of RoPE's table, laid out sin, cos, sin, ...
         if not config.rope and config.position_embedding == "sinusoidal":
-            # fixed, not learned: the angles t * 10000^(-2i/C) of RoPE's table, laid out sin, cos, sin, ...
             table = precompute_rotary_emb(config.n_embd, config.block_size).flip(-1).flatten(-2)
             self.register_buffer("pos_emb", table[None, :, :config.n_embd], persistent=False)  # (1, T, C)
         elif not config.rope:
@@ -184,9 +167,7 @@ class GPT(nn.Module):
             self.down_block = DownProjectBlock(config)
             self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer - 2)])
             self.up_block = UpProjectBlock(config)
-        else:
-            # nn.Sequential, as in the course's model.py (str(model) prints every block); forward still
-            # calls the blocks one by one, to hand each the KV cache
+        else:  # nn.Sequential as in the course (str(model)); forward calls the blocks one by one, with the cache
             self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -206,30 +187,18 @@ class GPT(nn.Module):
         return self.block_size
 
     @property
-    def causal(self):
-        """Does position t depend on positions <= t alone? Not with mask_after_softmax, whose future keys
-        share the softmax's denominator."""
-        return not self.config.mask_after_softmax
-
-    @property
     def supports_kv_cache(self):
-        """The perceiver's bottleneck slots change as the input grows, so it decodes uncached; a cache
-        cannot update a position that depends on later ones either."""
-        return not self.config.perceiver and self.causal
+        """Not the perceiver (its slots change as the input grows), nor mask_after_softmax (the future leaks in)."""
+        return not self.config.perceiver and not self.config.mask_after_softmax
 
     def forward(self, idx, targets=None, kv_cache=None, packed=False):
-        """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy
-        loss against targets (B, T) ignoring PAD (id 0) when targets are given.
-
-        kv_cache: an attention.KVCache (decoding), to which every block adds idx's keys and
-        values; idx holds only the tokens after those already cached.
-        packed (training, with targets): compute only each row's positions up to its last target that is
-        not PAD (packing.py); logits are then (N, vocab_size) for those N positions, the loss the same.
-        """
+        """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy loss against targets (B, T)
+        ignoring PAD (id 0). kv_cache: decoding's attention.KVCache, idx the tokens after those cached. packed
+        (training): only each row's positions up to its last non-PAD target (packing.py); logits (N, vocab)."""
         B, T = idx.size()
         start = kv_cache.offset if kv_cache is not None else 0  # position of idx[:, 0]
         assert start + T <= self.max_len, f"input of length {start + T} exceeds the model's {self.max_len}"
-        assert not packed or (targets is not None and kv_cache is None and self.causal), \
+        assert not packed or (targets is not None and kv_cache is None and not self.config.mask_after_softmax), \
             "packed takes targets, no cache, and a causal model"
         # attention in groups of rows of similar lengths; the perceiver's slots need every row at once
         packing = Packing(targets, groups=1 if self.config.perceiver else ATTENTION_GROUPS) if packed else None
@@ -241,22 +210,17 @@ class GPT(nn.Module):
         elif hasattr(self, "pos_emb"):
             x = x + self.pos_emb[:, start:start + T]
         x = self.drop(x)
-        if self.config.perceiver:
+        if self.config.perceiver:  # (B, T, C) -> (B, m, C) through the blocks -> (B, T, C), or (N, C) packed
             assert kv_cache is None, "the perceiver does not decode with a KV cache"
-            x_input = x
-            x = self.down_block(x_input, packing)  # (B, m, C)
-            for block in self.blocks:
-                x = block(x)
-            x = self.up_block(x, x_input, packing)  # (B, T, C), or (N, C) packed
+            x = self.up_block(self.blocks(self.down_block(x, packing)), x, packing)
         else:
             for block in self.blocks:
                 x = block(x, kv_cache, packing)
             if kv_cache is not None:
                 kv_cache.advance(T)  # every layer has stored this step's keys and values
         logits = self.head(self.ln_f(x))  # (B, T, vocab_size), or (N, vocab_size) packed
-        loss = None
         if packing is not None:
-            targets = packing.pack(targets)  # (N,): the same targets that are not PAD, and a few that are
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=0)
-        return logits, loss
+            targets = packing.pack(targets)  # (N,): the targets that are not PAD, and a few that are
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=0)

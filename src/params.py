@@ -1,7 +1,7 @@
 """
-Parameter files: plain state dicts (loadable with model.load_state_dict(torch.load(p))),
-written atomically, carrying what built them in the state dict's _metadata, and checked
-against the model on loading with one clear message for any mismatch.
+Parameter files: plain state dicts (model.load_state_dict(torch.load(p)) loads them), written atomically,
+carrying what built them in the state dict's _metadata, and checked against the model on loading with one
+clear message for any mismatch.
 """
 import torch
 
@@ -14,8 +14,7 @@ META_KEY = "birthplace_gpt"  # our entry in state_dict._metadata; torch ignores 
 
 
 def describe_model(model, itos):
-    """What the params file records: the model's GPTConfig without the choices of training and speed
-    (dropout, fused attention), and the vocabulary."""
+    """What a params file records: the model's GPTConfig less dropout and fused attention, and the vocabulary."""
     c = model.config
     return {"variant": c.variant, **{name: getattr(c, name) for name in SIZES + EXPERIMENTS},
             "bottleneck_dim": c.bottleneck_dim if c.perceiver else None, "vocab": "".join(itos)}
@@ -57,22 +56,16 @@ def read_state_dict(path):
 
 
 def model_description(state_dict):
-    """What save_params recorded about the model in a state dict (None for files of other origin); files
-    from before the experiment switches had them all off."""
+    """What save_params recorded in a state dict, or None; files from before the experiments had them off."""
     found = getattr(state_dict, "_metadata", {}).get(META_KEY)
     return {**{name: getattr(GPTConfig, name) for name in EXPERIMENTS}, **found} if found else None
 
 
-def load_params(model, path, itos):
-    """Load a params file into model, refusing a file of another variant, size or vocabulary."""
-    load_checked(model, read_state_dict(path), path, itos)
-
-
 def load_model(path, itos, expect=None, fallback=None, **overrides):
-    """The one way to get a GPT from a params file: built from the GPTConfig the file describes, with
-    overrides of what the file does not fix (dropout, fused_attention), then loaded with load_checked's
-    checks. expect: values the user gave (variant, n_layer, ...), refused where the file differs.
-    fallback: the config for a file without a description (the course's), checked by its weights alone."""
+    """The one way to get a GPT from a params file: built from the GPTConfig the file describes, with overrides
+    of what the file does not fix (dropout, fused_attention), then loaded with load_params's checks. expect:
+    values the user gave (variant, n_layer, ...), refused where the file differs. fallback: the config for a
+    file without a description (the course's), checked by its weights alone."""
     state_dict = read_state_dict(path)
     found = model_description(state_dict)
     if found:
@@ -95,12 +88,13 @@ def load_model(path, itos, expect=None, fallback=None, **overrides):
     else:
         config = fallback
     model = GPT(config)
-    load_checked(model, state_dict, path, itos)
+    load_params(model, path, itos, state_dict)
     return model
 
 
-def load_checked(model, state_dict, path, itos):
-    """Load state_dict, read from the params file at path, into model after every check of load_params."""
+def load_params(model, path, itos, state_dict=None):
+    """Load the params file at path (or its state_dict) into model, refusing another variant, size or vocabulary."""
+    state_dict = read_state_dict(path) if state_dict is None else state_dict
     variant = model.config.variant
     expected = describe_model(model, itos)
     found = model_description(state_dict)
@@ -123,14 +117,12 @@ def load_checked(model, state_dict, path, itos):
     # the course's files carry the causal-mask buffers that we rebuild instead
     state_dict = {k: v for k, v in state_dict.items() if not k.endswith(".mask")}
     own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
     wrong_shape = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
                    for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
-    if missing or unexpected or wrong_shape:
-        parts = ([f"missing {', '.join(missing[:4])}"] if missing else []) + \
-                ([f"unexpected {', '.join(unexpected[:4])}"] if unexpected else []) + \
-                ([f"shape of {', '.join(wrong_shape[:3])}"] if wrong_shape else [])
+    parts = [f"{what} {', '.join(names[:n])}" for what, names, n in (
+        ("missing", sorted(set(own) - set(state_dict)), 4), ("unexpected", sorted(set(state_dict) - set(own)), 4),
+        ("shape of", wrong_shape, 3)) if names]
+    if parts:
         raise UserError(f"params file {path} does not fit the {variant} model "
                         f"(n_layer/n_head/n_embd/block_size/vocabulary/position_embedding differ?): "
                         + "; ".join(parts))

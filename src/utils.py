@@ -1,6 +1,6 @@
 """
-Small shared helpers: seeding, reading user files safely, the course's sample()
-decoder, evaluate_places, and device/dtype resolution.
+Small shared helpers: seeding, reading and writing user files safely, the course's sample() decoder,
+evaluate_places, and device resolution.
 """
 import os
 import random
@@ -57,14 +57,14 @@ def check_output_dir(path, what="output file"):
 
 
 def atomic_write_text(path, text):
-    """Write text via a temporary file and a rename, so a crash never leaves half a file."""
+    """Write text via a temporary file and a rename: a crash, a full disk or Ctrl-C never leaves half a file."""
     check_output_dir(path)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException as e:  # a full disk, Ctrl-C: no half file left behind
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, OSError):
@@ -74,16 +74,12 @@ def atomic_write_text(path, text):
 
 @torch.no_grad()
 def sample(model, x, steps, temperature=1.0, sample=False, top_k=None):
-    """Extend the token ids x (B, T) by `steps` tokens, one full forward pass per token.
-
-    Greedy when sample=False. The context is cropped to what the model accepts.
-    This is the course's reference decoder; decoding.py has the fast batched one.
-    """
+    """The course's decoder: extend the token ids x (B, T) by `steps` tokens, one full forward pass per token
+    on the context cropped to what the model accepts; greedy when sample=False (decoding.py: the fast one)."""
     model.eval()
     max_len = getattr(model, "max_len", model.get_block_size())
     for _ in range(steps):
-        x_cond = x if x.size(1) <= max_len else x[:, -max_len:]
-        logits, _ = model(x_cond)
+        logits, _ = model(x if x.size(1) <= max_len else x[:, -max_len:])
         logits = logits[:, -1, :].float() / temperature
         if top_k is not None:
             kth = torch.topk(logits, top_k).values[:, [-1]]
@@ -97,9 +93,8 @@ def sample(model, x, steps, temperature=1.0, sample=False, top_k=None):
 
 
 def parse_qa(text, source, answers=None):
-    """[(line number, question, answer or None)] of the non-blank lines of a question<TAB>answer text,
-    the one reader of these files: every line has the first one's form (test inputs have questions
-    alone), at most one tab. answers=True refuses questions alone; errors name the line."""
+    """[(line number, question, answer or None)] of the non-blank lines of a question<TAB>answer text (or questions
+    alone, as test inputs are, on every line alike); answers=True refuses questions alone. Errors name the line."""
     rows = []
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -132,21 +127,17 @@ def count_correct(rows, predicted_places, source):
 
 
 def evaluate_places(filepath, predicted_places):
-    """(total, correct) of predicted_places against the answers in a question<TAB>answer
-    file; (0, 0) when the file has no answers (test inputs)."""
+    """(total, correct) of predicted_places against a question<TAB>answer file's answers; (0, 0) without any."""
     return count_correct(read_qa(filepath, "evaluation file"), predicted_places, filepath)
 
 
 def resolve_device(name="auto"):
     """torch.device for 'auto' (CUDA, else MPS where it works, else CPU) or an explicit name."""
+    mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not mps:
         raise UserError("--device mps was asked for but MPS is not available")
     return torch.device(name)

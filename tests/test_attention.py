@@ -1,5 +1,5 @@
 """
-Tests for src/attention.py (SPEC §5): RoPE, causal cross-attention, the dense
+Tests for src/attention.py: RoPE, causal cross-attention, the dense
 synthesizer, and the fast paths (fused attention, KV cache) against the plain ones.
 
 Expected values are computed here independently: rotation matrices built entry by
@@ -46,7 +46,7 @@ def thetas(dim):
 
 
 def rotation_matrix(t, dim):
-    """The d x d block-diagonal rotation of SPEC §5 at position t."""
+    """The d x d block-diagonal rotation of the RoPE paper at position t."""
     R = torch.zeros(dim, dim, dtype=torch.float64)
     for k, theta in enumerate(thetas(dim)):
         c, s = math.cos(t * theta), math.sin(t * theta)
@@ -408,7 +408,7 @@ def test_cached_decoding_equals_uncached(variant, fused):
     assert torch.equal(cached, torch.stack(uncached, dim=1))
 
 
-# ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
+# ------------------------------------------------------------------------ experiment switches (the CS224N handout's)
 
 
 def test_mask_after_softmax_weights_are_not_renormalised():

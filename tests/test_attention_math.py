@@ -154,7 +154,7 @@ def test_apply_causal_mask_zero_weight_after_softmax():
 
 
 def test_zero_masked_weights_is_the_naive_mask_after_softmax():
-    """CS224N §2.2: softmax over every key, then zero the future weights without renormalising."""
+    """The CS224N handout's naive mask: softmax over every key, then zero the future weights without renormalising."""
     g = torch.Generator().manual_seed(7)
     scores = torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)  # (B, nh, Tq, Tk)
     mask = make_causal_mask(5, 5)

@@ -1,5 +1,5 @@
-"""Tests for src/corruption.py: CorruptionBatches yields SPEC §3 examples (§11 for the
-XCS224N profile), a batch at a time, with the same distribution as CharCorruptionDataset.corrupt."""
+"""Tests for src/corruption.py: CorruptionBatches yields the assignment's span-corruption examples (and
+XCS224N's), a batch at a time, with the same distribution as CharCorruptionDataset.corrupt."""
 import math
 import random
 from collections import Counter
@@ -10,9 +10,9 @@ import torch
 from corruption import CorruptionBatches, encode_documents
 from dataset import CharCorruptionDataset, masked_length_range, truncation_range
 
-PAD, MASK = "\u25A1", "\u2047"  # the SPEC's characters, spelled out independently
+PAD, MASK = "\u25A1", "\u2047"  # the assignment's characters, spelled out independently
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-MASKS = {"cs224n": 2, "xcs224n": 3}  # per example (SPEC §3, §11)
+MASKS = {"cs224n": 2, "xcs224n": 3}  # per example, per course
 each_course = pytest.mark.parametrize("course", list(MASKS))
 
 
@@ -72,7 +72,7 @@ def batch_stats(ds, x, y):
 
 
 def check_example(ds, doc, x, y):
-    """Every SPEC §3 property of one example (x, y) made from document doc."""
+    """Every property of the assignment's span corruption for one example (x, y) made from document doc."""
     T = ds.block_size - 1
     assert x.shape == (T,) and y.shape == (T,) and x.dtype == y.dtype == torch.long
     assert torch.equal(x[1:], y[:-1])
@@ -274,7 +274,7 @@ def test_distribution_matches_the_per_example_dataset(block_size, course):
 
 
 class SlightlyWrong(CorruptionBatches):
-    """Samplers that make valid examples (every SPEC property holds) from a distribution
+    """Samplers that make valid examples (every property holds) from a distribution
     that is off by one value at one end of one range."""
 
     def __init__(self, ds, flaw):

@@ -1,5 +1,5 @@
-"""Tests for src/dataset.py: the vocabulary (SPEC §2), CharCorruptionDataset (§3, and for the
-XCS224N profile of §11), NameDataset (§4) and the `python src/dataset.py` demo."""
+"""Tests for src/dataset.py: the vocabulary, CharCorruptionDataset (also with the
+XCS224N profile), NameDataset and the `python src/dataset.py` demo."""
 import os
 import random
 import statistics
@@ -15,8 +15,8 @@ from utils import UserError
 from make_synthetic_corpus import make_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAD, MASK = "\u25A1", "\u2047"  # the SPEC's characters, spelled out independently
-# SPEC §3 and §11 per course, spelled out independently of src/course.py:
+PAD, MASK = "\u25A1", "\u2047"  # the assignment's characters, spelled out independently
+# the span corruption per course, spelled out independently of src/course.py:
 # (longest truncation of a block, number of masks in an example)
 COURSES = {"cs224n": (lambda block_size: int(block_size * 7 / 8), 2),
            "xcs224n": (lambda block_size: int(block_size * 3 / 4), 3)}
@@ -41,7 +41,7 @@ def parts(ds, x, y):
 
 
 # -----------------------------------------------------------------------------
-# §2 vocabulary
+# vocabulary
 
 def test_vocabulary_layout():
     corpus = "Zeta was born in Quux.\nalpha beta!\n\nzeta 42 ?\n"
@@ -66,10 +66,10 @@ def test_reserved_characters_refused(char, name):
 
 
 # -----------------------------------------------------------------------------
-# §3 CharCorruptionDataset
+# CharCorruptionDataset
 
 def check_item(ds, document, x, y):
-    """The numbered properties of SPEC §3 (§11 for xcs224n) for one item of one document."""
+    """The assignment's span-corruption properties (xcs224n's for that course) for one item of one document."""
     bs = ds.block_size
     assert x.dtype == torch.long and y.dtype == torch.long
     assert x.shape == (bs - 1,) and y.shape == (bs - 1,)
@@ -208,7 +208,7 @@ def test_empty_corpus_refused():
 
 
 # -----------------------------------------------------------------------------
-# §4 NameDataset
+# NameDataset
 
 CORPUS = "Where was Ann Lee born?\tParis London Rome, Oslo. By\nabcdefghijklmnopqrstuvwxyz\n"
 
@@ -339,8 +339,8 @@ need_real = pytest.mark.skipif(not all(os.path.isfile(os.path.join(REAL, f)) for
 def test_real_data_vocabulary_and_finetuning_files():
     from utils import read_text
     wiki = CharCorruptionDataset(read_text(os.path.join(REAL, "wiki.txt")), 128)
-    assert wiki.vocab_size == 256  # SPEC §2
-    assert len(wiki) == 2937  # the recipe's len(pretrain_dataset) (SPEC §7)
+    assert wiki.vocab_size == 256  # the assignment's vocabulary size on the real wiki.txt
+    assert len(wiki) == 2937  # the recipe's len(pretrain_dataset) (the course's)
     train = NameDataset(wiki, read_text(os.path.join(REAL, "birth_places_train.tsv")))
     dev = NameDataset(wiki, read_text(os.path.join(REAL, "birth_dev.tsv")))
     assert len(train) == 2000 and len(dev) == 500

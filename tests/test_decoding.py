@@ -1,5 +1,5 @@
 """
-Tests for src/decoding.py (SPEC §8, evaluate): the fast batched decoder (questions
+Tests for src/decoding.py (evaluate): the fast batched decoder (questions
 grouped by length, KV cache, early stop) must give exactly the predictions of the
 course's one-question-at-a-time decoder (utils.sample: 32 greedy steps after
 `question ⁇`, prediction = text up to the next ⁇).
@@ -22,7 +22,7 @@ from make_synthetic_corpus import make_corpus
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["vanilla", "rope", "perceiver", "synthesizer"]
 BLOCK = 64
-STEPS = 32  # SPEC §8: up to 32 characters after `question ⁇`
+STEPS = 32  # the assignment's: up to 32 characters after `question ⁇`
 TRAIN_STEPS = 150
 
 
@@ -79,7 +79,7 @@ def trained(request, corpus):
 
 
 def course_prediction(model, question, stoi, itos):
-    """SPEC §8 spelled out: greedy decoding of 32 characters after `question ⁇` with utils.sample,
+    """The assignment's evaluation spelled out: greedy decoding of 32 characters after `question ⁇` with utils.sample,
     then the text up to the next ⁇."""
     ids = [stoi[c] for c in question + MASK_CHAR if c in stoi]
     out = sample(model, torch.tensor([ids]), STEPS, sample=False)[0, len(ids):]
@@ -113,7 +113,7 @@ def test_batched_predictions_equal_course_decoder(trained, corpus):
     # smaller batches (chunks of a length group) change nothing
     chunked = predict_places(model, questions, pretrain.stoi, pretrain.itos, "cpu", batch_size=3, progress=False)
     assert chunked == fast
-    # and the course decoder is SPEC §8 spelled out with utils.sample
+    # and the course decoder is the assignment's evaluation spelled out with utils.sample
     for i in range(0, len(questions), 5):
         assert slow[i] == course_prediction(model, questions[i], pretrain.stoi, pretrain.itos)
 

@@ -1,5 +1,5 @@
 """
-Tests for src/model.py (SPEC §5): configuration, parameter counts, structure,
+Tests for src/model.py: configuration, parameter counts, structure,
 initialisation, shapes, the loss, causality of every variant, the KV cache,
 and that each variant can learn.
 """
@@ -32,7 +32,7 @@ def tiny(variant, seed=0, n_layer=3, dropout=0.0, **kwargs):
 
 
 def max_len(variant, block_size=BLOCK):
-    """Longest input SPEC §5 allows: block_size-1 for the synthesizer, block_size otherwise."""
+    """Longest input the model allows: block_size-1 for the synthesizer, block_size otherwise."""
     return block_size - 1 if variant == "synthesizer" else block_size
 
 
@@ -126,7 +126,7 @@ def test_perceiver_parameter_count(bottleneck_dim):
 
 
 def test_parameter_count_arithmetic():
-    """The SPEC's vanilla count from first principles: embeddings, 4 blocks, ln_f, head."""
+    """The assignment's vanilla count from first principles: embeddings, 4 blocks, ln_f, head."""
     V, T, C, L = 256, 128, 256, 4
     block = 2 * 2 * C + 4 * (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
     assert V * C + T * C + L * block + 2 * C + C * V == 3_323_392
@@ -549,7 +549,7 @@ def test_tiny_model_overfits_one_batch(variant):
     assert last < 0.2 * first, (first, last)
 
 
-# ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
+# ------------------------------------------------------------------------ experiment switches (the CS224N handout's)
 
 
 def test_experiment_switches_are_off_by_default():

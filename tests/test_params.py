@@ -1,4 +1,4 @@
-"""Tests for src/params.py: parameter files (SPEC §8, last point)."""
+"""Tests for src/params.py: parameter files."""
 import os
 import re
 
@@ -223,7 +223,7 @@ def test_save_to_missing_directory(tmp_path):
         save_params(make(), str(tmp_path / "no" / "such" / "dir.params"), ITOS)
 
 
-# ----------------------------------------------------------------------------- experiment switches (CS224N §2.2)
+# ------------------------------------------------------------------------ experiment switches (the CS224N handout's)
 
 SWITCHES = [("vanilla", dict(mask_after_softmax=True)), ("vanilla", dict(position_embedding="sinusoidal")),
             ("vanilla", dict(shared_qk=True)), ("perceiver", dict(shared_qk=True, position_embedding="sinusoidal")),

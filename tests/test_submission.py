@@ -1,5 +1,5 @@
 """
-src/submission/: XCS224N's package (SPEC §11) exposes the names its handout and grader use, reuses
+src/submission/: XCS224N's package exposes the names its handout and grader use, reuses
 our modules, defaults to the XCS224N recipe, and its helper trains a tiny model and writes params
 that src/run.py reads. Our own tests of that interface, not the course's grader.
 """
@@ -81,7 +81,7 @@ def test_name_dataset_takes_either_argument_order(corpus):
 
 
 def test_initialize_models_give_each_variant():
-    # SPEC §5 parameter counts at vocab 256, block 128, 4/8/256
+    # the assignment's parameter counts at vocab 256, block 128, 4/8/256
     counts = {}
     for name in ("vanilla", "rope", "synthesizer"):
         mconf = submission.GPTConfig(256, 128, n_layer=4, n_head=8, n_embd=256)

@@ -1,4 +1,4 @@
-"""Tests for src/utils.py: evaluate_places (SPEC §8), read_text, set_seed, sample."""
+"""Tests for src/utils.py: evaluate_places, read_text, set_seed, sample."""
 import os
 import random
 

@@ -1,6 +1,6 @@
 """
-XCS224N's `submission` package: the names its handout and its grader.py use, over this project's
-modules (nothing is implemented twice), with the XCS224N recipe (course.XCS224N) as the default.
+XCS224N's `submission` package: the names its handout and grader.py use, over this project's modules, with
+the XCS224N recipe (course.XCS224N) as the default.
 
     cd src && python grader.py                               # the course's autograder; data in src/data/
     cd src/submission && python dataset.py charcorruption    # the handout's look at the examples
@@ -8,8 +8,7 @@ modules (nothing is implemented twice), with the XCS224N recipe (course.XCS224N)
 import os
 import sys
 
-# our modules import each other flat (`from model import GPT`): they live in src/
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # our modules import each other flat, from src/
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 

@@ -1,8 +1,7 @@
 """
-XCS224N's submission.dataset: src/dataset.py with the XCS224N span corruption by default
-(truncation to [4, int(block_size*3/4)], `prefix ⁇ suffix ⁇ masked_content ⁇ □□□`) and XCS's
-argument order NameDataset(data, pretraining_dataset). Fall 2025's cohort (RoPE; its helper finetunes with
-num_workers 0): CharCorruptionDataset(data, block_size, course="xcs224n-2025").
+XCS224N's submission.dataset: src/dataset.py with XCS224N's span corruption by default (truncation to
+[4, int(block_size*3/4)], `prefix ⁇ suffix ⁇ masked_content ⁇ □□□`; Fall 2025's RoPE cohort:
+course="xcs224n-2025") and XCS's argument order NameDataset(data, pretraining_dataset).
 
     cd src/submission && python dataset.py namedata|charcorruption    (as the handout says)
 """

@@ -1,15 +1,12 @@
 """
-XCS224N's helper API (src/submission/helper.py of its handout), over this project's modules.
+XCS224N's helper API (src/submission/helper.py of its handout), over this project's modules:
 
-    mconf = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size)
-    model = initialize_vanilla_model(mconf)
+    model = initialize_vanilla_model(GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size))
     trainer_config, trainer = pretrain(pretrain_dataset, pretrain_dataset.block_size, model)
     train(model, "submission/vanilla.pretrain.params", trainer)
 
-pretrain() and finetune() return the course's recipe (what its grader checks), that of the
-pretraining dataset's course (course.py): XCS224N for this package's CharCorruptionDataset. Its Fall 2025
-(RoPE) cohort, whose helper finetunes with num_workers 0, is CharCorruptionDataset(text, 128, course="xcs224n-2025").
-train() runs it with this project's fast paths (speed.py) and writes the params.
+pretrain() and finetune() return the recipe of the pretraining dataset's course (course.py), which the
+course's grader checks; train() runs it with this project's fast paths (speed.py) and writes the params.
 """
 from dataclasses import replace
 
@@ -20,8 +17,6 @@ from model import GPT
 from params import load_params, save_params
 from trainer import Trainer, TrainerConfig
 from utils import read_text, resolve_device
-
-NUM_WORKERS = RECIPE.num_workers  # the course's, pretraining (finetuning: the cohort's); train() picks its own
 
 
 def initialize_vanilla_model(mconf):
@@ -41,16 +36,15 @@ def initialize_synthesizer_model(mconf):
 def pretrain(pretrain_dataset, block_size, model, pretrain_lr=RECIPE.pretrain_lr, writer=None):
     """(trainer_config, trainer) of the recipe's span-corruption pretraining at lr pretrain_lr."""
     schedule = pretrain_dataset.course.pretrain_schedule(len(pretrain_dataset), block_size, learning_rate=pretrain_lr)
-    config = TrainerConfig(**schedule, num_workers=NUM_WORKERS, writer=writer, device=resolve_device("auto"),
+    config = TrainerConfig(**schedule, num_workers=RECIPE.num_workers, writer=writer, device=resolve_device("auto"),
                            desc="pretrain")
     return config, Trainer(model, pretrain_dataset, None, config)
 
 
 def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_size, model,
              finetune_lr=RECIPE.finetune_lr, writer=None):
-    """(trainer_config, trainer) of the recipe's finetuning on the question<TAB>answer file finetune_corpus_path,
-    from scratch, or from the params at reading_params_path loaded into model; num_workers as the
-    pretraining dataset's cohort's helper has it (4, or 0 in Fall 2025)."""
+    """(trainer_config, trainer) of the recipe's finetuning on finetune_corpus_path, from scratch or from the
+    params at reading_params_path; num_workers as the cohort's helper has it (4, or 0 in Fall 2025)."""
     if reading_params_path is not None:
         load_params(model, reading_params_path, pretrain_dataset.itos)
     text = read_text(finetune_corpus_path, "finetuning corpus")
@@ -64,8 +58,7 @@ def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_
 
 
 def train(model, writing_params_path, trainer):
-    """Train with this project's fast paths (a Trainer of trainer's config and those), then write model's params
-    to writing_params_path (a state dict, as src/run.py writes it). Returns the Trainer that trained."""
+    """Train with trainer's config and this project's fast paths, write the params; returns the Trainer that trained."""
     fast = speed.resolve(trainer.device).trainer_options(trainer.train_dataset, trainer.config.batch_size)
     trainer = Trainer(model, trainer.train_dataset, trainer.test_dataset, replace(trainer.config, **fast))
     trainer.train()
