@@ -156,7 +156,7 @@ def test_xcs_2025_zips_the_rope_cohorts_files(outputs, tmp_path):
 
 
 # what the cohorts' file lists are read from (src/course.py's variants, through src/runs.py)
-LIST_MODULES = ["src/runs.py", "src/course.py", "src/model.py", "src/attention.py"]
+LIST_MODULES = ["src/runs.py", "src/course.py", "src/model.py", "src/attention.py", "src/packing.py"]
 
 
 def test_xcs_outputs_default_to_src_submission_and_are_not_zipped_as_code(outputs, tmp_path):
