@@ -187,9 +187,15 @@ class GPT(nn.Module):
         return self.block_size
 
     @property
+    def causal(self):
+        """Position t depends on positions <= t alone; not with mask_after_softmax (the future leaks in). The
+        trainer packs only causal models."""
+        return not self.config.mask_after_softmax
+
+    @property
     def supports_kv_cache(self):
-        """Not the perceiver (its slots change as the input grows), nor mask_after_softmax (the future leaks in)."""
-        return not self.config.perceiver and not self.config.mask_after_softmax
+        """Not the perceiver (its slots change as the input grows), nor a model that is not causal."""
+        return not self.config.perceiver and self.causal
 
     def forward(self, idx, targets=None, kv_cache=None, packed=False):
         """idx (B, T) token ids -> logits (B, T, vocab_size), and the cross-entropy loss against targets (B, T)
@@ -198,7 +204,7 @@ class GPT(nn.Module):
         B, T = idx.size()
         start = kv_cache.offset if kv_cache is not None else 0  # position of idx[:, 0]
         assert start + T <= self.max_len, f"input of length {start + T} exceeds the model's {self.max_len}"
-        assert not packed or (targets is not None and kv_cache is None and not self.config.mask_after_softmax), \
+        assert not packed or (targets is not None and kv_cache is None and self.causal), \
             "packed takes targets, no cache, and a causal model"
         # attention in groups of rows of similar lengths; the perceiver's slots need every row at once
         packing = Packing(targets, groups=1 if self.config.perceiver else ATTENTION_GROUPS) if packed else None
