@@ -192,9 +192,9 @@ def test_demo_variants_tables_every_variants_demo(tmp_path):
     assert all(f"| {v} |" in (out / "variants.md").read_text() for v in VARIANTS)
 
 
-# ----------------------------------------------------------------------------- XCS224N (SPEC §11)
+# ----------------------------------------------------------------------------- XCS224N
 
-# the XCS handout's names that CS224N spells otherwise (its others are SPEC §9's)
+# the XCS handout's names that CS224N spells otherwise (its others are the CS224N handout's)
 XCS_SPELLINGS = ["vanilla_finetime_without_pretrain", "synthesizer_finetrain_with_pretrain"]
 
 

@@ -343,7 +343,7 @@ def test_check_real_corrupted(tmp_path):
 @pytest.mark.parametrize("n_people,seed", [(20, 0), (20, 1), (20, 2), (50, 7), (1000, 0)])
 def test_question_files_fit_the_wiki_vocabulary(tmp_path, n_people, seed):
     """Every character of the question files (questions and answers) occurs in wiki.txt,
-    whose characters are the vocabulary (SPEC §2): else finetuning refuses the file."""
+    whose characters are the vocabulary: else finetuning refuses the file."""
     paths = gen.make_corpus(str(tmp_path), n_people=n_people, seed=seed)
     vocab = set(read(paths["wiki"]))
     for k in ("train", "dev", "test_inputs", "test"):
